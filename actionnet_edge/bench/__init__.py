@@ -1,0 +1,1 @@
+"""Measurement: MAC/parameter profiling, latency per runtime, reports."""

@@ -1,0 +1,59 @@
+"""Entry point. Every command is a thin wrapper around a library call.
+
+User errors (:class:`~actionnet_edge.errors.ActionNetError`) print one line on stderr and
+exit with code 2; nothing else is caught, so a bug still shows its traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from .._version import __version__
+from ..errors import ActionNetError, unknown_name
+
+# command name -> module in this package that defines a click command called `command`
+COMMANDS = {
+    "profile": "profile",
+}
+
+
+class _Group(click.Group):
+    """Loads commands lazily (so `--help` is fast) and turns user errors into one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(f"{__package__}.{COMMANDS[name]}").command
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else None
+        if name is not None and not name.startswith("-") and name not in COMMANDS:
+            raise click.UsageError(str(unknown_name("command", name, COMMANDS)).removeprefix(""), ctx)
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ActionNetError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="actionnet-edge")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def main(verbose: int, quiet: bool) -> None:
+    """ACTION-Net video action recognition from training to phones."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

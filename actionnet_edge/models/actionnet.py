@@ -1,0 +1,124 @@
+"""ACTION-Net: a 2D backbone with temporal modules and TSN's segment consensus.
+
+Input is a clip batch of shape (N, T, 3, H, W); frames run through the backbone as a
+(N*T, 3, H, W) batch, the temporal modules mix information across T inside it, and the
+per-frame logits are averaged over T (TSN's average consensus).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ActionNetError, unknown_name
+from .backbones import BACKBONES, Backbone
+from .temporal import TEMPORAL_MODULES, TemporalWrapper
+
+log = logging.getLogger(__name__)
+
+
+class ActionNet(nn.Module):
+    """Backbone + temporal modules + dropout + classifier + average consensus."""
+
+    def __init__(
+        self,
+        arch: str,
+        temporal: str = "action",
+        num_segments: int = 8,
+        num_classes: int = 27,
+        width_mult: float = 1.0,
+        dropout: float = 0.5,
+        pretrained: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        if arch not in BACKBONES:
+            raise unknown_name("arch", arch, BACKBONES)
+        if temporal not in TEMPORAL_MODULES:
+            raise unknown_name("temporal module", temporal, TEMPORAL_MODULES)
+        if int(num_segments) < 2:
+            raise ActionNetError(f"num_segments must be at least 2 for temporal modelling, got {num_segments}")
+        if int(num_classes) < 1:
+            raise ActionNetError(f"num_classes must be positive, got {num_classes}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ActionNetError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.1 <= float(width_mult) <= 4.0:
+            raise ActionNetError(f"width_mult must be in [0.1, 4], got {width_mult}")
+        self.config: dict[str, Any] = dict(
+            arch=arch, temporal=temporal, num_segments=int(num_segments), num_classes=int(num_classes),
+            width_mult=float(width_mult), dropout=float(dropout),
+        )
+        spec: Backbone = BACKBONES[arch](float(width_mult))
+        self.mean, self.std = spec.mean, spec.std
+        self.pretrained_report: dict[str, list[str]] | None = None
+        if pretrained is not None:
+            self.pretrained_report = load_pretrained(spec, pretrained)
+        build = TEMPORAL_MODULES[temporal]
+        self.num_places = 0
+        for parent, attr, channels in spec.places(spec.net):
+            layer = getattr(parent, attr)
+            setattr(parent, attr, TemporalWrapper(build(channels, int(num_segments)), layer))
+            self.num_places += 1
+        self.backbone = spec.net
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(spec.feature_dim, int(num_classes))
+        nn.init.normal_(self.fc.weight, 0, 0.001)
+        nn.init.zeros_(self.fc.bias)
+
+    @property
+    def num_segments(self) -> int:
+        return self.config["num_segments"]
+
+    def frame_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, T, 3, H, W) -> per-frame logits (N, T, num_classes)."""
+        if x.dim() != 5 or x.shape[1] != self.num_segments or x.shape[2] != 3:
+            raise ValueError(
+                f"expected a clip batch (N, {self.num_segments}, 3, H, W), got {tuple(x.shape)}"
+            )
+        n, t = x.shape[:2]
+        feats = self.backbone(x.reshape(n * t, *x.shape[2:]))
+        return self.fc(self.dropout(feats)).view(n, t, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, T, 3, H, W) -> clip logits (N, num_classes), averaged over T."""
+        return self.frame_logits(x).mean(1)
+
+
+def load_pretrained(spec: Backbone, path: str | Path) -> dict[str, list[str]]:
+    """Load an ImageNet state dict from a local file into the bare backbone.
+
+    The classifier is skipped; missing and unexpected keys are logged and returned. A file
+    that is not a state dict, or shares no key with the backbone, is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ActionNetError(f"pretrained weights not found: {path}")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or a pickle with code in it
+        raise ActionNetError(f"cannot read pretrained weights {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise ActionNetError(f"{path} is not a state dict (a mapping of names to tensors)")
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    sd = spec.adapt({k: v for k, v in sd.items() if not k.startswith(spec.classifier_prefixes)})
+    own = spec.net.state_dict()
+    shape_mismatch = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
+    if shape_mismatch:
+        raise ActionNetError(
+            f"{path}: {len(shape_mismatch)} tensors have the wrong shape for this backbone, e.g. "
+            f"{shape_mismatch[0]} {tuple(sd[shape_mismatch[0]].shape)} vs {tuple(own[shape_mismatch[0]].shape)}"
+        )
+    result = spec.net.load_state_dict(sd, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(spec.classifier_prefixes)]
+    if len(missing) == len([k for k in own if not k.startswith(spec.classifier_prefixes)]):
+        raise ActionNetError(f"{path} shares no weights with this backbone: is it for another architecture?")
+    if missing:
+        log.warning("pretrained %s: %d missing keys, e.g. %s", path.name, len(missing), missing[:3])
+    if result.unexpected_keys:
+        log.warning("pretrained %s: %d unexpected keys, e.g. %s", path.name, len(result.unexpected_keys), result.unexpected_keys[:3])
+    log.info("loaded pretrained backbone weights from %s", path)
+    return {"missing_keys": missing, "unexpected_keys": list(result.unexpected_keys)}

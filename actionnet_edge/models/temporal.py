@@ -1,0 +1,191 @@
+"""Temporal modules: each maps a (N*T, C, H, W) tensor to the same shape.
+
+* ``none``   -- TSN: no temporal modelling.
+* ``shift``  -- TSM: 1/8 of the channels shifted one frame back, 1/8 one frame forward.
+* ``action`` -- ACTION (Wang et al., CVPR 2021, section 3): the learnable depthwise temporal
+  shift kept inside the module by the official code, then the sum of three excited copies
+  of the shifted tensor, one per path: STE, CE and ME (each ``x + x * mask``).
+* ``ste``, ``ce``, ``me`` -- the learnable shift and one path alone (the paper's Table 3).
+
+This is the *training form* and the one model definition. Export-friendly rewrites of the
+same computation live in :mod:`actionnet_edge.export.edge` and are built from these weights.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REDUCTION = 16  # the paper's r
+SHIFT_DIV = 8  # TSM's fold: 1/8 of the channels each way
+
+
+def _split_time(x: torch.Tensor, t: int) -> torch.Tensor:
+    nt, c, h, w = x.shape
+    return x.view(nt // t, t, c, h, w)
+
+
+class TemporalModule(nn.Module):
+    """Base class: knows its channel count and number of segments T."""
+
+    def __init__(self, channels: int, num_segments: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.num_segments = num_segments
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, num_segments={self.num_segments}"
+
+
+class NoTemporal(TemporalModule):
+    """TSN: frames are processed independently."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class TemporalShift(TemporalModule):
+    """TSM's zero-padded shift: channel fold 0 reads frame t+1, fold 1 reads frame t-1."""
+
+    def __init__(self, channels: int, num_segments: int, shift_div: int = SHIFT_DIV) -> None:
+        super().__init__(channels, num_segments)
+        self.fold = channels // shift_div
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        x5 = _split_time(x, self.num_segments)
+        f = self.fold
+        left = F.pad(x5[:, 1:, :f], (0, 0, 0, 0, 0, 0, 0, 1))  # frame t <- t+1
+        right = F.pad(x5[:, :-1, f : 2 * f], (0, 0, 0, 0, 0, 0, 1, 0))  # frame t <- t-1
+        return torch.cat([left, right, x5[:, :, 2 * f :]], dim=2).view(nt, c, h, w)
+
+
+class LearnableShift(TemporalModule):
+    """Depthwise Conv1d over T (kernel 3, zero padding), initialised as TSM's shift."""
+
+    def __init__(self, channels: int, num_segments: int, shift_div: int = SHIFT_DIV) -> None:
+        super().__init__(channels, num_segments)
+        self.conv = nn.Conv1d(channels, channels, 3, padding=1, groups=channels, bias=False)
+        fold = channels // shift_div
+        with torch.no_grad():
+            w = torch.zeros_like(self.conv.weight)
+            w[:fold, 0, 2] = 1.0  # out[t] = x[t+1]
+            w[fold : 2 * fold, 0, 0] = 1.0  # out[t] = x[t-1]
+            w[2 * fold :, 0, 1] = 1.0  # unchanged
+            self.conv.weight.copy_(w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        n = nt // self.num_segments
+        y = _split_time(x, self.num_segments).permute(0, 3, 4, 2, 1)  # N, H, W, C, T
+        y = self.conv(y.reshape(n * h * w, c, self.num_segments))
+        y = y.view(n, h, w, c, self.num_segments).permute(0, 4, 3, 1, 2)
+        return y.reshape(nt, c, h, w)
+
+
+class STE(TemporalModule):
+    """Spatio-temporal excitation: channel mean -> Conv3d(1, 1, 3x3x3) -> sigmoid mask."""
+
+    def __init__(self, channels: int, num_segments: int) -> None:
+        super().__init__(channels, num_segments)
+        self.conv = nn.Conv3d(1, 1, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        f = _split_time(x, self.num_segments).mean(2, keepdim=True)  # N, T, 1, H, W
+        f = self.conv(f.transpose(1, 2))  # N, 1, T, H, W
+        return torch.sigmoid(f.transpose(1, 2).reshape(nt, 1, h, w))
+
+
+class CE(TemporalModule):
+    """Channel excitation: pool -> 1x1 squeeze -> Conv1d(k=3) over T -> ReLU -> 1x1 expand."""
+
+    def __init__(self, channels: int, num_segments: int, reduction: int = REDUCTION) -> None:
+        super().__init__(channels, num_segments)
+        r = max(channels // reduction, 1)
+        self.squeeze = nn.Conv2d(channels, r, 1, bias=False)
+        self.temporal = nn.Conv1d(r, r, 3, padding=1, bias=False)
+        self.expand = nn.Conv2d(r, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt = x.shape[0]
+        t = self.num_segments
+        f = self.squeeze(F.adaptive_avg_pool2d(x, 1))  # NT, r, 1, 1
+        r = f.shape[1]
+        f = f.view(nt // t, t, r).transpose(1, 2)  # N, r, T
+        f = F.relu(self.temporal(f))
+        f = f.transpose(1, 2).reshape(nt, r, 1, 1)
+        return torch.sigmoid(self.expand(f))
+
+
+class ME(TemporalModule):
+    """Motion excitation: squeeze + BN, then K*F[t+1] - F[t] (zero for the last frame)."""
+
+    def __init__(self, channels: int, num_segments: int, reduction: int = REDUCTION) -> None:
+        super().__init__(channels, num_segments)
+        r = max(channels // reduction, 1)
+        self.squeeze = nn.Conv2d(channels, r, 1, bias=False)
+        self.bn = nn.BatchNorm2d(r)
+        self.conv = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
+        self.expand = nn.Conv2d(r, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.num_segments
+        f = self.bn(self.squeeze(x))
+        nt, r, h, w = f.shape
+        now = _split_time(f, t)[:, : t - 1]
+        nxt = _split_time(self.conv(f), t)[:, 1:]
+        d = F.pad(nxt - now, (0, 0, 0, 0, 0, 0, 0, 1))  # zero motion for the last frame
+        d = F.adaptive_avg_pool2d(d.reshape(nt, r, h, w), 1)
+        return torch.sigmoid(self.expand(d))
+
+
+_PATHS = {"ste": STE, "ce": CE, "me": ME}
+
+
+class Action(TemporalModule):
+    """ACTION: learnable shift, then ``sum(x + x * mask_p for p in paths)``."""
+
+    def __init__(self, channels: int, num_segments: int, paths: tuple[str, ...] = ("ste", "ce", "me")) -> None:
+        super().__init__(channels, num_segments)
+        self.shift = LearnableShift(channels, num_segments)
+        self.paths = nn.ModuleDict({p: _PATHS[p](channels, num_segments) for p in paths})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.shift(x)
+        out = None
+        for path in self.paths.values():
+            y = x + x * path(x)
+            out = y if out is None else out + y
+        return out
+
+
+def _single(path: str):
+    def build(channels: int, num_segments: int) -> Action:
+        return Action(channels, num_segments, paths=(path,))
+
+    build.__name__ = f"build_{path}"
+    return build
+
+
+#: name -> constructor(channels, num_segments); feeds create_model, the CLI and the tests.
+TEMPORAL_MODULES = {
+    "none": NoTemporal,
+    "shift": TemporalShift,
+    "action": Action,
+    "ste": _single("ste"),
+    "ce": _single("ce"),
+    "me": _single("me"),
+}
+
+
+class TemporalWrapper(nn.Module):
+    """Runs a temporal module, then the wrapped layer of the backbone."""
+
+    def __init__(self, temporal: TemporalModule, net: nn.Module) -> None:
+        super().__init__()
+        self.temporal = temporal
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.temporal(x))
