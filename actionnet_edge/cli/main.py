@@ -1,7 +1,8 @@
 """Entry point. Every command is a thin wrapper around a library call.
 
-User errors (:class:`~actionnet_edge.errors.ActionNetError`) print one line on stderr and
-exit with code 2; nothing else is caught, so a bug still shows its traceback.
+User errors (:class:`~actionnet_edge.errors.ActionNetError` and click's usage errors) print
+one line on stderr and exit with code 2; nothing else is caught, so a bug still shows its
+traceback.
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from ..errors import ActionNetError, unknown_name
 # command name -> module in this package that defines a click command called `command`
 COMMANDS = {
     "profile": "profile",
+    "bench": "bench",
+    "evaluate": "evaluate",
+    "cam": "cam",
+    "demo": "demo",
 }
 
 
@@ -34,15 +39,28 @@ class _Group(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name = args[0] if args else None
         if name is not None and not name.startswith("-") and name not in COMMANDS:
-            raise click.UsageError(str(unknown_name("command", name, COMMANDS)).removeprefix(""), ctx)
+            raise unknown_name("command", name, COMMANDS)
         return super().resolve_command(ctx, args)
 
-    def invoke(self, ctx: click.Context):
+    def main(self, *args, **kwargs):
+        """Run the CLI; every user error (ours or click's) is one line on stderr, exit 2."""
+        kwargs["standalone_mode"] = False
         try:
-            return super().invoke(ctx)
+            rv = super().main(*args, **kwargs)
         except ActionNetError as e:
             click.echo(f"Error: {e}", err=True)
             sys.exit(e.exit_code)
+        except click.UsageError as e:
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"Error: {e.format_message()}{where}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"Error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -18,7 +18,7 @@ def choice(valid: Callable[[], Iterable[str]], kind: str):
         values = value if isinstance(value, (list, tuple)) else [value]
         for v in values:
             if v not in names:
-                raise click.BadParameter(str(unknown_name(kind, v, names)), ctx=ctx, param=param)
+                raise unknown_name(kind, v, names)
         return value
 
     return callback

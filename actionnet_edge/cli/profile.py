@@ -18,9 +18,11 @@ from .options import choice
 @click.option("--segments", default=8, show_default=True, type=int, help="Frames per clip (T >= 2).")
 @click.option("--size", default=224, show_default=True, type=click.IntRange(min=32), help="Input height and width.")
 @click.option("--width-mult", default=1.0, show_default=True, type=float, help="MobileNetV2 width multiplier.")
+@click.option("--pretrained", type=click.Path(dir_okay=False), default=None,
+              help="Local ImageNet state dict for the backbone (checks that it loads).")
 @click.option("--compare", "do_compare", is_flag=True, help="TSN/TSM/STE/CE/ME/ACTION side by side (paper Tables 3 and 5).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def command(arch, temporal, num_classes, segments, size, width_mult, do_compare, as_json):
+def command(arch, temporal, num_classes, segments, size, width_mult, pretrained, do_compare, as_json):
     """Count parameters and multiply-accumulates of one clip."""
     if do_compare:
         rows = compare(arch, num_classes, segments, size, width_mult)
@@ -35,7 +37,7 @@ def command(arch, temporal, num_classes, segments, size, width_mult, do_compare,
             dp = "-" if r["temporal"] in ("none", "shift") else f"+{human(r['delta_params'])}"
             click.echo(f"{r['method']:<8} {human(r['macs']):>9} {d:>18} {human(r['params']):>9} {dp:>10}")
         return
-    p = profile_model(create_model(arch, temporal, segments, num_classes, width_mult), size)
+    p = profile_model(create_model(arch, temporal, segments, num_classes, width_mult, pretrained), size)
     if as_json:
         click.echo(json.dumps(p.to_dict(), indent=2))
         return

@@ -112,10 +112,10 @@ def load_pretrained(spec: Backbone, path: str | Path) -> dict[str, list[str]]:
             f"{path}: {len(shape_mismatch)} tensors have the wrong shape for this backbone, e.g. "
             f"{shape_mismatch[0]} {tuple(sd[shape_mismatch[0]].shape)} vs {tuple(own[shape_mismatch[0]].shape)}"
         )
+    if not any(k in own and not k.endswith("num_batches_tracked") for k in sd):
+        raise ActionNetError(f"{path} shares no weights with this backbone: is it for another architecture?")
     result = spec.net.load_state_dict(sd, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith(spec.classifier_prefixes)]
-    if len(missing) == len([k for k in own if not k.startswith(spec.classifier_prefixes)]):
-        raise ActionNetError(f"{path} shares no weights with this backbone: is it for another architecture?")
     if missing:
         log.warning("pretrained %s: %d missing keys, e.g. %s", path.name, len(missing), missing[:3])
     if result.unexpected_keys:
