@@ -26,6 +26,7 @@ def create_model(
     width_mult: float = 1.0,
     pretrained: str | Path | None = None,
     dropout: float = 0.5,
+    causal: bool = False,
 ) -> ActionNet:
     """Build an ACTION-Net (or its TSN/TSM baselines) on a registered 2D backbone.
 
@@ -37,13 +38,14 @@ def create_model(
         width_mult: MobileNetV2 width multiplier.
         pretrained: path to a local ImageNet state dict for the backbone (classifier skipped).
         dropout: dropout before the classifier (0.5 in the paper).
+        causal: temporal modules read only current and past frames (for streaming).
     """
-    return ActionNet(arch, temporal, num_segments, num_classes, width_mult, dropout, pretrained)
+    return ActionNet(arch, temporal, num_segments, num_classes, width_mult, dropout, pretrained, causal)
 
 
 def build_from_config(config: dict) -> ActionNet:
     """Rebuild a model from ``model.config`` (as stored in checkpoints)."""
-    keys = ("arch", "temporal", "num_segments", "num_classes", "width_mult", "dropout")
+    keys = ("arch", "temporal", "num_segments", "num_classes", "width_mult", "dropout", "causal")
     return create_model(**{k: config[k] for k in keys if k in config})
 
 

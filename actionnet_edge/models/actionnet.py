@@ -2,7 +2,9 @@
 
 Input is a clip batch of shape (N, T, 3, H, W); frames run through the backbone as a
 (N*T, 3, H, W) batch, the temporal modules mix information across T inside it, and the
-per-frame logits are averaged over T (TSN's average consensus).
+per-frame logits are averaged over T (TSN's average consensus). With ``causal=True`` every
+temporal module reads only the current and past frames, so frame t's logits depend on
+frames 0..t only and the model can run frame by frame (:mod:`.streaming`).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class ActionNet(nn.Module):
         width_mult: float = 1.0,
         dropout: float = 0.5,
         pretrained: str | Path | None = None,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         if arch not in BACKBONES:
@@ -48,7 +51,7 @@ class ActionNet(nn.Module):
             raise ActionNetError(f"width_mult must be in [0.1, 4], got {width_mult}")
         self.config: dict[str, Any] = dict(
             arch=arch, temporal=temporal, num_segments=int(num_segments), num_classes=int(num_classes),
-            width_mult=float(width_mult), dropout=float(dropout),
+            width_mult=float(width_mult), dropout=float(dropout), causal=bool(causal),
         )
         spec: Backbone = BACKBONES[arch](float(width_mult))
         self.mean, self.std = spec.mean, spec.std
@@ -59,7 +62,7 @@ class ActionNet(nn.Module):
         self.num_places = 0
         for parent, attr, channels in spec.places(spec.net):
             layer = getattr(parent, attr)
-            setattr(parent, attr, TemporalWrapper(build(channels, int(num_segments)), layer))
+            setattr(parent, attr, TemporalWrapper(build(channels, int(num_segments), bool(causal)), layer))
             self.num_places += 1
         self.backbone = spec.net
         self.dropout = nn.Dropout(dropout)

@@ -7,6 +7,12 @@
   of the shifted tensor, one per path: STE, CE and ME (each ``x + x * mask``).
 * ``ste``, ``ce``, ``me`` -- the learnable shift and one path alone (the paper's Table 3).
 
+Every module also has a *causal* variant (``causal=True``) for streaming: each temporal
+operation reads only the current and past frames. The shift moves channels from frames t-1
+and t-2; STE's 3x3x3 kernel and CE's temporal kernel cover frames t-2..t; ME uses
+``K * F[t] - F[t-1]`` (with ``F[-1] = 0``). Zero padding before the first frame is exactly
+what a zero initial state gives the streaming form (:mod:`actionnet_edge.models.streaming`).
+
 This is the *training form* and the one model definition. Export-friendly rewrites of the
 same computation live in :mod:`actionnet_edge.export.edge` and are built from these weights.
 """
@@ -25,16 +31,22 @@ def _split_time(x: torch.Tensor, t: int) -> torch.Tensor:
     return x.view(nt // t, t, c, h, w)
 
 
-class TemporalModule(nn.Module):
-    """Base class: knows its channel count and number of segments T."""
+def _pad_time(x: torch.Tensor, dim_from_end: int, before: int, after: int) -> torch.Tensor:
+    """Zero-pad the time axis, given as its position counted from the last dimension."""
+    return F.pad(x, (0, 0) * (dim_from_end - 1) + (before, after))
 
-    def __init__(self, channels: int, num_segments: int) -> None:
+
+class TemporalModule(nn.Module):
+    """Base class: knows its channel count, number of segments T, and whether it is causal."""
+
+    def __init__(self, channels: int, num_segments: int, causal: bool = False) -> None:
         super().__init__()
         self.channels = channels
         self.num_segments = num_segments
+        self.causal = causal
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, num_segments={self.num_segments}"
+        return f"channels={self.channels}, num_segments={self.num_segments}, causal={self.causal}"
 
 
 class NoTemporal(TemporalModule):
@@ -45,40 +57,57 @@ class NoTemporal(TemporalModule):
 
 
 class TemporalShift(TemporalModule):
-    """TSM's zero-padded shift: channel fold 0 reads frame t+1, fold 1 reads frame t-1."""
+    """TSM's zero-padded shift: channel fold 0 reads frame t+1, fold 1 reads frame t-1.
 
-    def __init__(self, channels: int, num_segments: int, shift_div: int = SHIFT_DIV) -> None:
-        super().__init__(channels, num_segments)
+    Causal: fold 0 reads frame t-1 and fold 1 reads frame t-2 (TSM's online shift, widened
+    to the same two folds).
+    """
+
+    def __init__(self, channels: int, num_segments: int, causal: bool = False, shift_div: int = SHIFT_DIV) -> None:
+        super().__init__(channels, num_segments, causal)
         self.fold = channels // shift_div
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
         x5 = _split_time(x, self.num_segments)
         f = self.fold
-        left = F.pad(x5[:, 1:, :f], (0, 0, 0, 0, 0, 0, 0, 1))  # frame t <- t+1
-        right = F.pad(x5[:, :-1, f : 2 * f], (0, 0, 0, 0, 0, 0, 1, 0))  # frame t <- t-1
-        return torch.cat([left, right, x5[:, :, 2 * f :]], dim=2).view(nt, c, h, w)
+        if self.causal:
+            a = _pad_time(x5[:, :-1, :f], 4, 1, 0)  # frame t <- t-1
+            b = _pad_time(x5[:, :-2, f : 2 * f], 4, 2, 0)  # frame t <- t-2
+        else:
+            a = _pad_time(x5[:, 1:, :f], 4, 0, 1)  # frame t <- t+1
+            b = _pad_time(x5[:, :-1, f : 2 * f], 4, 1, 0)  # frame t <- t-1
+        return torch.cat([a, b, x5[:, :, 2 * f :]], dim=2).view(nt, c, h, w)
 
 
 class LearnableShift(TemporalModule):
-    """Depthwise Conv1d over T (kernel 3, zero padding), initialised as TSM's shift."""
+    """Depthwise Conv1d over T (kernel 3, zero padding), initialised as TSM's shift.
 
-    def __init__(self, channels: int, num_segments: int, shift_div: int = SHIFT_DIV) -> None:
-        super().__init__(channels, num_segments)
-        self.conv = nn.Conv1d(channels, channels, 3, padding=1, groups=channels, bias=False)
+    Kernel taps are frames (t-1, t, t+1), or (t-2, t-1, t) when causal.
+    """
+
+    def __init__(self, channels: int, num_segments: int, causal: bool = False, shift_div: int = SHIFT_DIV) -> None:
+        super().__init__(channels, num_segments, causal)
+        self.conv = nn.Conv1d(channels, channels, 3, padding=0 if causal else 1, groups=channels, bias=False)
         fold = channels // shift_div
         with torch.no_grad():
             w = torch.zeros_like(self.conv.weight)
-            w[:fold, 0, 2] = 1.0  # out[t] = x[t+1]
-            w[fold : 2 * fold, 0, 0] = 1.0  # out[t] = x[t-1]
-            w[2 * fold :, 0, 1] = 1.0  # unchanged
+            if causal:
+                w[:fold, 0, 1] = 1.0  # out[t] = x[t-1]
+                w[fold : 2 * fold, 0, 0] = 1.0  # out[t] = x[t-2]
+                w[2 * fold :, 0, 2] = 1.0  # unchanged
+            else:
+                w[:fold, 0, 2] = 1.0  # out[t] = x[t+1]
+                w[fold : 2 * fold, 0, 0] = 1.0  # out[t] = x[t-1]
+                w[2 * fold :, 0, 1] = 1.0  # unchanged
             self.conv.weight.copy_(w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
         n = nt // self.num_segments
         y = _split_time(x, self.num_segments).permute(0, 3, 4, 2, 1)  # N, H, W, C, T
-        y = self.conv(y.reshape(n * h * w, c, self.num_segments))
+        y = y.reshape(n * h * w, c, self.num_segments)
+        y = self.conv(F.pad(y, (2, 0)) if self.causal else y)
         y = y.view(n, h, w, c, self.num_segments).permute(0, 4, 3, 1, 2)
         return y.reshape(nt, c, h, w)
 
@@ -86,25 +115,25 @@ class LearnableShift(TemporalModule):
 class STE(TemporalModule):
     """Spatio-temporal excitation: channel mean -> Conv3d(1, 1, 3x3x3) -> sigmoid mask."""
 
-    def __init__(self, channels: int, num_segments: int) -> None:
-        super().__init__(channels, num_segments)
-        self.conv = nn.Conv3d(1, 1, 3, padding=1, bias=False)
+    def __init__(self, channels: int, num_segments: int, causal: bool = False) -> None:
+        super().__init__(channels, num_segments, causal)
+        self.conv = nn.Conv3d(1, 1, 3, padding=(0, 1, 1) if causal else 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
-        f = _split_time(x, self.num_segments).mean(2, keepdim=True)  # N, T, 1, H, W
-        f = self.conv(f.transpose(1, 2))  # N, 1, T, H, W
+        f = _split_time(x, self.num_segments).mean(2, keepdim=True).transpose(1, 2)  # N, 1, T, H, W
+        f = self.conv(_pad_time(f, 3, 2, 0) if self.causal else f)  # N, 1, T, H, W
         return torch.sigmoid(f.transpose(1, 2).reshape(nt, 1, h, w))
 
 
 class CE(TemporalModule):
     """Channel excitation: pool -> 1x1 squeeze -> Conv1d(k=3) over T -> ReLU -> 1x1 expand."""
 
-    def __init__(self, channels: int, num_segments: int, reduction: int = REDUCTION) -> None:
-        super().__init__(channels, num_segments)
+    def __init__(self, channels: int, num_segments: int, causal: bool = False, reduction: int = REDUCTION) -> None:
+        super().__init__(channels, num_segments, causal)
         r = max(channels // reduction, 1)
         self.squeeze = nn.Conv2d(channels, r, 1, bias=False)
-        self.temporal = nn.Conv1d(r, r, 3, padding=1, bias=False)
+        self.temporal = nn.Conv1d(r, r, 3, padding=0 if causal else 1, bias=False)
         self.expand = nn.Conv2d(r, channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,16 +142,19 @@ class CE(TemporalModule):
         f = self.squeeze(F.adaptive_avg_pool2d(x, 1))  # NT, r, 1, 1
         r = f.shape[1]
         f = f.view(nt // t, t, r).transpose(1, 2)  # N, r, T
-        f = F.relu(self.temporal(f))
+        f = F.relu(self.temporal(F.pad(f, (2, 0)) if self.causal else f))
         f = f.transpose(1, 2).reshape(nt, r, 1, 1)
         return torch.sigmoid(self.expand(f))
 
 
 class ME(TemporalModule):
-    """Motion excitation: squeeze + BN, then K*F[t+1] - F[t] (zero for the last frame)."""
+    """Motion excitation: squeeze + BN, then K*F[t+1] - F[t] (zero for the last frame).
 
-    def __init__(self, channels: int, num_segments: int, reduction: int = REDUCTION) -> None:
-        super().__init__(channels, num_segments)
+    Causal: K*F[t] - F[t-1], with F[-1] = 0.
+    """
+
+    def __init__(self, channels: int, num_segments: int, causal: bool = False, reduction: int = REDUCTION) -> None:
+        super().__init__(channels, num_segments, causal)
         r = max(channels // reduction, 1)
         self.squeeze = nn.Conv2d(channels, r, 1, bias=False)
         self.bn = nn.BatchNorm2d(r)
@@ -133,9 +165,12 @@ class ME(TemporalModule):
         t = self.num_segments
         f = self.bn(self.squeeze(x))
         nt, r, h, w = f.shape
-        now = _split_time(f, t)[:, : t - 1]
-        nxt = _split_time(self.conv(f), t)[:, 1:]
-        d = F.pad(nxt - now, (0, 0, 0, 0, 0, 0, 0, 1))  # zero motion for the last frame
+        if self.causal:
+            d = _split_time(self.conv(f), t) - _pad_time(_split_time(f, t)[:, : t - 1], 4, 1, 0)
+        else:
+            now = _split_time(f, t)[:, : t - 1]
+            nxt = _split_time(self.conv(f), t)[:, 1:]
+            d = _pad_time(nxt - now, 4, 0, 1)  # zero motion for the last frame
         d = F.adaptive_avg_pool2d(d.reshape(nt, r, h, w), 1)
         return torch.sigmoid(self.expand(d))
 
@@ -146,10 +181,11 @@ _PATHS = {"ste": STE, "ce": CE, "me": ME}
 class Action(TemporalModule):
     """ACTION: learnable shift, then ``sum(x + x * mask_p for p in paths)``."""
 
-    def __init__(self, channels: int, num_segments: int, paths: tuple[str, ...] = ("ste", "ce", "me")) -> None:
-        super().__init__(channels, num_segments)
-        self.shift = LearnableShift(channels, num_segments)
-        self.paths = nn.ModuleDict({p: _PATHS[p](channels, num_segments) for p in paths})
+    def __init__(self, channels: int, num_segments: int, causal: bool = False,
+                 paths: tuple[str, ...] = ("ste", "ce", "me")) -> None:
+        super().__init__(channels, num_segments, causal)
+        self.shift = LearnableShift(channels, num_segments, causal)
+        self.paths = nn.ModuleDict({p: _PATHS[p](channels, num_segments, causal) for p in paths})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.shift(x)
@@ -161,14 +197,14 @@ class Action(TemporalModule):
 
 
 def _single(path: str):
-    def build(channels: int, num_segments: int) -> Action:
-        return Action(channels, num_segments, paths=(path,))
+    def build(channels: int, num_segments: int, causal: bool = False) -> Action:
+        return Action(channels, num_segments, causal, paths=(path,))
 
     build.__name__ = f"build_{path}"
     return build
 
 
-#: name -> constructor(channels, num_segments); feeds create_model, the CLI and the tests.
+#: name -> constructor(channels, num_segments, causal); feeds create_model, the CLI and the tests.
 TEMPORAL_MODULES = {
     "none": NoTemporal,
     "shift": TemporalShift,

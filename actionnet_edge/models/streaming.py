@@ -1,0 +1,278 @@
+"""Streaming ACTION: one frame in, logits out, with the temporal state carried explicitly.
+
+:func:`to_streaming` builds a :class:`StreamingActionNet` from a *causal* ActionNet
+(``create_model(..., causal=True)``) with the same weights. Its ``step(frame, state)``
+returns ``(logits, state)``; running it frame by frame from :meth:`init_state` (zeros)
+reproduces the causal clip model's per-frame logits, because zero state is exactly the
+zero padding before the first frame that the clip model sees.
+
+The state holds exactly what each temporal op needs from the past, per insertion place:
+
+=========== ===================================================================
+shift       the input of frames t-1 and t-2 (all channels for the learnable shift,
+            the two shifted folds for TSM's fixed shift)
+STE         the channel-mean maps of frames t-1 and t-2
+CE          the pooled, squeezed vectors of frames t-1 and t-2
+ME          the squeezed feature map of frame t-1
+consensus   the per-frame logits of the last ``window - 1`` frames
+=========== ===================================================================
+
+Every op is 4-D (2-D convolutions, concatenation, element-wise), so the step exports to
+every runtime as it is; the state tensors are explicit inputs and outputs
+(:meth:`StreamingActionNet.forward`).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ActionNetError
+from .temporal import CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalShift, TemporalWrapper
+
+
+class _Stateful(nn.Module):
+    """A per-frame temporal op. The owner sets ``state_in`` before the backbone runs and
+    reads ``state_out`` after it (the backbone's layers take a single tensor); with
+    ``state_in`` None the op starts from zeros (used to probe the state shapes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state_in: tuple[torch.Tensor, ...] | None = None
+        self.state_out: tuple[torch.Tensor, ...] = ()
+
+    def state_shapes(self, n: int, c: int, h: int, w: int) -> list[tuple[str, tuple[int, ...]]]:
+        raise NotImplementedError
+
+    def n_state(self) -> int:
+        return len(self.state_shapes(1, 1, 1, 1))
+
+    def _state(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.state_in is not None:
+            return self.state_in
+        return tuple(x.new_zeros(shape) for _, shape in self.state_shapes(*x.shape))
+
+
+class _Identity(_Stateful):
+    def state_shapes(self, n, c, h, w):
+        return []
+
+    def forward(self, x):
+        self.state_out = ()
+        return x
+
+
+class _Shift(_Stateful):
+    """Causal shift: out[t] = w0 * x[t-2] + w1 * x[t-1] + w2 * x[t] per channel."""
+
+    def __init__(self, src: LearnableShift | TemporalShift) -> None:
+        super().__init__()
+        if isinstance(src, LearnableShift):
+            self.register_buffer("w", src.conv.weight.detach()[:, 0].t().reshape(3, 1, -1, 1, 1).clone())
+            self.fold = None
+        else:
+            self.fold = src.fold
+
+    def state_shapes(self, n, c, h, w):
+        k = c if self.fold is None else 2 * self.fold
+        return [("prev1", (n, k, h, w)), ("prev2", (n, k, h, w))]
+
+    def forward(self, x):
+        p1, p2 = self._state(x)
+        if self.fold is None:
+            y = self.w[0] * p2 + self.w[1] * p1 + self.w[2] * x
+            self.state_out = (x, p1)
+            return y
+        f = self.fold
+        y = torch.cat([p1[:, :f], p2[:, f : 2 * f], x[:, 2 * f :]], 1)
+        self.state_out = (x[:, : 2 * f], p1)
+        return y
+
+
+class _STE(nn.Module):
+    def __init__(self, src: STE) -> None:
+        super().__init__()
+        c = src.channels
+        self.mean = nn.Conv2d(c, 1, 1, bias=False)
+        self.conv = nn.Conv2d(3, 1, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.mean.weight.fill_(1.0 / c)
+            self.conv.weight.copy_(src.conv.weight.detach()[:, 0])  # (1, 3 taps t-2..t, 3, 3)
+
+    def shapes(self, n, c, h, w):
+        return [("ste_prev1", (n, 1, h, w)), ("ste_prev2", (n, 1, h, w))]
+
+    def forward(self, x, state):
+        p1, p2 = state
+        m = self.mean(x)
+        return torch.sigmoid(self.conv(torch.cat([p2, p1, m], 1))), (m, p1)
+
+
+class _CE(nn.Module):
+    def __init__(self, src: CE) -> None:
+        super().__init__()
+        self.squeeze, self.expand = src.squeeze, src.expand
+        k = src.temporal.weight.detach()  # (r, r, 3 taps t-2..t)
+        r = k.shape[0]
+        self.temporal = nn.Conv2d(3 * r, r, 1, bias=False)
+        with torch.no_grad():
+            self.temporal.weight.copy_(torch.cat([k[:, :, 0], k[:, :, 1], k[:, :, 2]], 1)[:, :, None, None])
+        self.r = r
+
+    def shapes(self, n, c, h, w):
+        return [("ce_prev1", (n, self.r, 1, 1)), ("ce_prev2", (n, self.r, 1, 1))]
+
+    def forward(self, x, state):
+        p1, p2 = state
+        f = self.squeeze(x.mean((2, 3), keepdim=True))
+        g = F.relu(self.temporal(torch.cat([p2, p1, f], 1)))
+        return torch.sigmoid(self.expand(g)), (f, p1)
+
+
+class _ME(nn.Module):
+    def __init__(self, src: ME) -> None:
+        super().__init__()
+        self.squeeze, self.bn, self.conv, self.expand = src.squeeze, src.bn, src.conv, src.expand
+
+    def shapes(self, n, c, h, w):
+        return [("me_prev", (n, self.squeeze.out_channels, h, w))]
+
+    def forward(self, x, state):
+        (prev,) = state
+        f = self.bn(self.squeeze(x))
+        d = (self.conv(f) - prev).mean((2, 3), keepdim=True)
+        return torch.sigmoid(self.expand(d)), (f,)
+
+
+_PATHS = {STE: _STE, CE: _CE, ME: _ME}
+
+
+class _Action(_Stateful):
+    def __init__(self, src: Action) -> None:
+        super().__init__()
+        self.shift = _Shift(src.shift)
+        self.paths = nn.ModuleList(_PATHS[type(p)](p) for p in src.paths.values())
+
+    def state_shapes(self, n, c, h, w):
+        out = self.shift.state_shapes(n, c, h, w)
+        for p in self.paths:
+            out += p.shapes(n, c, h, w)
+        return out
+
+    def forward(self, x):
+        state = self._state(x)
+        k = self.shift.n_state()
+        self.shift.state_in = state[:k]
+        x = self.shift(x)
+        new = list(self.shift.state_out)
+        out = None
+        for p in self.paths:
+            n_state = len(p.shapes(1, 1, 1, 1))
+            mask, s = p(x, state[k : k + n_state])
+            k += n_state
+            new += list(s)
+            y = x + x * mask
+            out = y if out is None else out + y
+        self.state_out = tuple(new)
+        return out
+
+
+def _streaming_temporal(m: nn.Module) -> _Stateful:
+    if isinstance(m, NoTemporal):
+        return _Identity()
+    if isinstance(m, TemporalShift):
+        return _Shift(m)
+    if isinstance(m, Action):
+        return _Action(m)
+    raise TypeError(f"no streaming form for {type(m).__name__}")
+
+
+class StreamingActionNet(nn.Module):
+    """Frame-by-frame form of a causal ActionNet (same weights).
+
+    ``forward(frame, *state) -> (logits, frame_logits, *new_state)`` where ``frame`` is a
+    normalised (N, 3, H, W) batch, ``frame_logits`` this frame's logits and ``logits`` their
+    average over the last ``window`` frames (TSN's consensus over a sliding window).
+    """
+
+    def __init__(self, model: nn.Module, window: int | None = None) -> None:
+        super().__init__()
+        model = getattr(model, "module", model)
+        if not model.config.get("causal", False):
+            raise ActionNetError("streaming needs a causal model (model.causal: true); this one looks at future frames")
+        self.config = dict(model.config)
+        self.mean, self.std = model.mean, model.std
+        self.window = int(window or model.config["num_segments"])
+        if self.window < 1:
+            raise ActionNetError(f"window must be at least 1, got {self.window}")
+        self.backbone = copy.deepcopy(model.backbone)
+        self.fc = copy.deepcopy(model.fc)
+        self.stateful: list[_Stateful] = []
+        for mod in self.backbone.modules():
+            if isinstance(mod, TemporalWrapper):
+                mod.temporal = _streaming_temporal(mod.temporal)
+                self.stateful.append(mod.temporal)
+        self._shapes: dict[tuple[int, int, int], list[tuple[str, tuple[int, ...]]]] = {}
+        self.eval()
+
+    def state_spec(self, batch: int = 1, size: int | tuple[int, int] = 224) -> list[tuple[str, tuple[int, ...]]]:
+        """Names and shapes of the state tensors for frames of ``size``."""
+        h, w = (size, size) if isinstance(size, int) else size
+        key = (batch, h, w)
+        if key not in self._shapes:
+            seen: list[tuple[int, ...]] = []
+            hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append(tuple(args[0].shape)))
+                     for m in self.stateful]
+            for m in self.stateful:  # probe from zero state, recording each place's input shape
+                m.state_in = None
+            try:
+                with torch.no_grad():
+                    self.backbone(torch.zeros(1, 3, h, w))
+            finally:
+                for hk in hooks:
+                    hk.remove()
+            spec = []
+            for i, (m, (_, c, hh, ww)) in enumerate(zip(self.stateful, seen)):
+                spec += [(f"place{i:02d}_{name}", shape) for name, shape in m.state_shapes(batch, c, hh, ww)]
+            spec.append(("consensus", (batch, self.window - 1, self.config["num_classes"])))
+            self._shapes[key] = spec
+        return self._shapes[key]
+
+    def init_state(self, batch: int = 1, size: int | tuple[int, int] = 224) -> list[torch.Tensor]:
+        """The zero state that starts a stream."""
+        return [torch.zeros(shape) for _, shape in self.state_spec(batch, size)]
+
+    def forward(self, frame: torch.Tensor, *state: torch.Tensor):
+        k = 0
+        for m in self.stateful:
+            n = m.n_state()
+            m.state_in = tuple(state[k : k + n])
+            k += n
+        if len(state) != k + 1:
+            raise ValueError(f"expected {k + 1} state tensors, got {len(state)}")
+        frame_logits = self.fc(self.backbone(frame))
+        history = state[k]
+        logits = (history.sum(1) + frame_logits) / self.window
+        new_history = torch.cat([history[:, 1:], frame_logits[:, None]], 1) if self.window > 1 else history
+        new_state = [s for m in self.stateful for s in m.state_out]
+        return (logits, frame_logits, *new_state, new_history)
+
+    def step(self, frame: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One frame: ``(logits, new_state)``; checks the state against :meth:`state_spec`."""
+        if frame.dim() != 4 or frame.shape[1] != 3:
+            raise ActionNetError(f"a frame batch is (N, 3, H, W), got {tuple(frame.shape)}")
+        spec = self.state_spec(frame.shape[0], (frame.shape[2], frame.shape[3]))
+        if len(state) != len(spec):
+            raise ActionNetError(f"state has {len(state)} tensors, expected {len(spec)}")
+        for (name, shape), s in zip(spec, state):
+            if tuple(s.shape) != shape:
+                raise ActionNetError(f"state tensor '{name}' has shape {tuple(s.shape)}, expected {shape}")
+        out = self(frame, *state)
+        return out[0], list(out[2:])
+
+
+def to_streaming(model: nn.Module, window: int | None = None) -> StreamingActionNet:
+    """The streaming form of a causal ActionNet, in eval mode."""
+    return StreamingActionNet(model, window)
