@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Compile and run GestureWindow + its JUnit golden tests on a plain JVM, without Gradle or the
+# Android SDK (the mirror class uses only the Kotlin stdlib and org.json). Debian packages:
+#   apt-get install kotlin junit4 libandroid-json-java
+# (Debian's kotlinc is 1.3.31: the two files stay within Kotlin 1.3 syntax for that reason.)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+golden="${GOLDEN_DIR:-$here/../tests/golden}"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+jars=/usr/share/java
+cp="$jars/junit4.jar:$jars/hamcrest-core.jar:$jars/com.android.json.jar"
+kotlinc -nowarn -jvm-target 1.8 -cp "$cp" \
+  "$here/app/src/main/java/org/actionnet/edge/demo/GestureWindow.kt" \
+  "$here/app/src/test/java/org/actionnet/edge/demo/GestureWindowTest.kt" -d "$out" 2>&1 | grep -v "OpenJDK 64-Bit Server VM warning" || true
+java -Dgolden.dir="$golden" -cp "$out:$jars/kotlin-stdlib.jar:$cp" org.junit.runner.JUnitCore org.actionnet.edge.demo.GestureWindowTest
