@@ -3,6 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the browser demo's runtime (onnxruntime-web), vendored from npm with the committed lock file
+WEB_STAMP := web_demo/node_modules/.package-lock.json
 
 .PHONY: demo test install clean
 
@@ -12,12 +14,16 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PY) -m pip install -q -c .ci/constraints.txt -e '.[all]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(WEB_STAMP): web_demo/package.json web_demo/package-lock.json
+	cd web_demo && npm ci --no-audit --no-fund
+	touch $(WEB_STAMP)
+
+install: $(STAMP) $(WEB_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/actionnet-edge quickstart --out out/quickstart
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP)
 	$(PY) -m pytest -q
 
 clean:

@@ -1,0 +1,79 @@
+"""Shared helpers of the demo tests: a tiny ONNX export folder and synthetic gesture frames."""
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+T, SIZE, K = 4, 64, 5
+
+
+def export_onnx(model: torch.nn.Module, labels: list[str], size: int, out: Path) -> Path:
+    """An ONNX artifact folder of ``model``: the project's exporter when it is installed,
+    else torch.onnx + a metadata.json of the same shape (labels, segments, size, ...)."""
+    from actionnet_edge.export import EXPORTERS
+
+    t = int(model.config["num_segments"])
+    if "onnx" in EXPORTERS:
+        try:
+            from actionnet_edge.checkpoint import default_preprocess, save_checkpoint
+            from actionnet_edge.export import export_model
+
+            ckpt = out.parent / f"{out.name}.pt"
+            save_checkpoint(ckpt, model, labels, default_preprocess(model, size))
+            export_model(ckpt, "onnx", out, parity_clips=8)
+            return out
+        except ImportError:
+            log.warning("export_model is not available yet; exporting with torch.onnx")
+    out.mkdir(parents=True, exist_ok=True)
+    x = torch.randn(1, t, 3, size, size)
+    torch.onnx.export(model.eval(), (x,), out / "model.onnx", input_names=["clips"], output_names=["logits"],
+                      dynamo=True, external_data=False, verbose=False)
+    meta = {"labels": labels, "segments": t, "size": size, "resize": round(size * 256 / 224),
+            "mean": [float(v) for v in model.mean], "std": [float(v) for v in model.std],
+            "layout": "NCHW", "target": "onnx", "precision": "fp32", "artifact": "model.onnx",
+            "input": "clips", "output": "logits"}
+    (out / "metadata.json").write_text(json.dumps(meta, indent=1))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_artifact() -> Path:
+    """One tiny ONNX export folder per test session (shared by the demo test files)."""
+    d = Path(tempfile.mkdtemp(prefix="actionnet-demo-"))
+    atexit.register(shutil.rmtree, d, True)
+    return export_onnx(tiny_model(), [f"gesture {i}" for i in range(K)], SIZE, d / "tiny_onnx")
+
+
+def tiny_model(seed: int = 0) -> torch.nn.Module:
+    from actionnet_edge.models import create_model
+
+    torch.manual_seed(seed)
+    m = create_model("mobilenet_v2", "action", num_segments=T, num_classes=K, width_mult=0.25, dropout=0.0)
+    m.eval()
+    # random BN statistics so the logits differ clearly between clips
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m
+
+
+def moving_square(n: int = 24, h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
+    """RGB uint8 frames (n, h, w, 3): a coloured square sliding right over a textured background."""
+    rng = np.random.default_rng(seed)
+    bg = rng.integers(20, 90, size=(-(-h // 8), -(-w // 8), 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)[:h, :w]
+    frames = np.repeat(bg[None], n, axis=0)
+    for i in range(n):
+        x = int(8 + i * (w - 48) / max(n - 1, 1))
+        frames[i, h // 3: h // 3 + 36, x: x + 36] = (230, 70, 40)
+    return frames

@@ -1,0 +1,331 @@
+"""The browser demo end to end in headless Chromium (Debian's ``chromium``).
+
+Chromium's fake camera plays a generated gesture clip (.y4m); the page runs the exported
+ONNX model with onnxruntime-web; the test reads the page's state over the DevTools protocol
+(``--remote-debugging-pipe``: no websocket library needed) and checks that the page runs,
+renders the top-3 and the frame rate, and that its logits equal the Python runtime's
+(``demo.window`` + onnxruntime) on the very frames the page used. With the bundled model
+present it also checks that the page names the right gesture of a synthetic clip.
+
+Set ``ACTIONNET_DOCS_IMG=docs/img`` to save the screenshots used in docs/demos.md.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _demo_fixtures import K, T, moving_square, tiny_artifact
+from actionnet_edge.demo.runtime import open_artifact
+from actionnet_edge.demo.web import make_server, serve_background, url_of, write_y4m
+from actionnet_edge.demo.window import SlidingWindow
+from actionnet_edge.errors import ActionNetError
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+WEB = Path(__file__).resolve().parent.parent / "web_demo"
+ORT_INSTALLED = (WEB / "node_modules" / "onnxruntime-web" / "dist" / "ort.wasm.min.mjs").is_file()
+needs_ort = pytest.mark.skipif(not ORT_INSTALLED, reason="run `npm ci --prefix web_demo` first")
+needs_browser = pytest.mark.skipif(CHROMIUM is None or not ORT_INSTALLED,
+                                   reason="needs Debian's chromium and `npm ci --prefix web_demo`")
+
+
+class Chromium:
+    """Headless Chromium driven with the DevTools protocol over ``--remote-debugging-pipe``
+    (JSON messages separated by NUL on file descriptors 3 and 4)."""
+
+    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--window-size=800,860"]
+
+    def __init__(self, video: Path, profile: Path) -> None:
+        child_in, self._w = os.pipe()
+        self._r, child_out = os.pipe()
+
+        def fds() -> None:  # in the child: the pipe ends become fds 3 (commands) and 4 (answers)
+            os.dup2(child_in, 3)
+            os.dup2(child_out, 4)
+
+        args = [CHROMIUM, *self.FLAGS, f"--user-data-dir={profile}",
+                f"--use-file-for-fake-video-capture={video}", "--remote-debugging-pipe", "about:blank"]
+        self.log = open(profile.parent / "chromium.log", "wb")
+        self.proc = subprocess.Popen(args, pass_fds=(3, 4), preexec_fn=fds, stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log)
+        os.close(child_in)
+        os.close(child_out)
+        self._id, self._buf, self.events = 0, b"", []
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60):
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        end = time.monotonic() + timeout
+        while True:
+            while b"\0" not in self._buf:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"chromium did not answer {method}")
+                if select.select([self._r], [], [], left)[0]:
+                    chunk = os.read(self._r, 1 << 20)
+                    if not chunk:
+                        raise RuntimeError("chromium closed the DevTools pipe")
+                    self._buf += chunk
+            raw, self._buf = self._buf.split(b"\0", 1)
+            m = json.loads(raw)
+            if m.get("id") == self._id:
+                if "error" in m:
+                    raise RuntimeError(f"{method}: {m['error']}")
+                return m["result"]
+            self.events.append(m)
+
+    def open(self, url: str) -> "Page":
+        tid = self.send("Target.createTarget", {"url": url})["targetId"]
+        sid = self.send("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
+        self.send("Runtime.enable", session=sid)
+        return Page(self, sid)
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close", timeout=5)
+        except (OSError, RuntimeError, TimeoutError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._w)
+        os.close(self._r)
+        self.log.close()
+
+
+class Page:
+    def __init__(self, browser: Chromium, session: str) -> None:
+        self.browser, self.session = browser, session
+
+    def eval(self, expression: str):
+        r = self.browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                   "awaitPromise": True}, session=self.session)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"page error: {r['exceptionDetails'].get('text')}")
+        return r["result"].get("value")
+
+    def wait_for(self, inferences: int, timeout: float = 120) -> dict:
+        """Wait until the page has run the model ``inferences`` times; its state then."""
+        end = time.monotonic() + timeout
+        state = {}
+        while time.monotonic() < end:
+            state = self.eval("window.demo ? JSON.stringify({error: demo.error, n: demo.inferences, "
+                              "history: demo.history, ready: demo.ready}) : '{}'")
+            state = json.loads(state)
+            if state.get("error"):
+                pytest.fail(f"the page reported: {state['error']}")
+            if state.get("n", 0) >= inferences:
+                return state
+            time.sleep(0.5)
+        logs = [e for e in self.browser.events if e.get("method") in ("Runtime.exceptionThrown", "Runtime.consoleAPICalled")]
+        pytest.fail(f"the page ran {state.get('n', 0)} of {inferences} inferences in {timeout}s; {logs[-3:]}")
+
+    def screenshot(self, path: Path) -> None:
+        data = self.browser.send("Page.captureScreenshot", {"format": "png"}, session=self.session)["data"]
+        path.write_bytes(base64.b64decode(data))
+
+
+GESTURE = 0  # index of the synthetic validation clip shown to the page
+
+
+def _docs_img(name: str) -> Path | None:
+    d = os.environ.get("ACTIONNET_DOCS_IMG")
+    return Path(d) / name if d else None
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory) -> Path:
+    return tiny_artifact()
+
+
+@pytest.fixture(scope="module")
+def served(artifact):
+    server = make_server(artifact, port=0, stride=1, alpha=0.5, debug=True)
+    serve_background(server)
+    yield url_of(server)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def page_run(served, artifact, tmp_path_factory):
+    """The page on the fake camera playing a moving-square clip, after >= 4 inferences."""
+    d = tmp_path_factory.mktemp("chromium")
+    video = write_y4m(moving_square(24), d / "clip.y4m", fps=15)
+    browser = Chromium(video, d / "profile")
+    try:
+        page = browser.open(served)
+        state = page.wait_for(4)
+        dom = json.loads(page.eval(
+            "JSON.stringify({rows: [...document.querySelectorAll('#top li')].map(li => li.textContent),"
+            " stats: document.getElementById('stats').textContent})"))
+        last = page.eval("JSON.stringify(demo.exportLast())")
+        yield state, dom, json.loads(last)
+    finally:
+        browser.close()
+
+
+@needs_browser
+def test_page_runs_and_shows_top3_and_fps(page_run):
+    state, dom, _ = page_run
+    assert state["ready"] and state["error"] is None and state["n"] >= 4
+    assert len(dom["rows"]) == 3 and all(r.startswith("gesture ") for r in dom["rows"])
+    assert "fps" in dom["stats"] and "inference" in dom["stats"]
+
+
+@needs_browser
+def test_page_logits_match_python_runtime_on_same_frames(page_run, artifact):
+    """The page's logits for its last window equal demo.window + onnxruntime on those frames."""
+    _, _, last = page_run
+    frames = [np.frombuffer(base64.b64decode(f["rgb"]), np.uint8).reshape(f["h"], f["w"], 3) for f in last["frames"]]
+    assert len(frames) == T and frames[0].shape == (120, 160, 3)
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 50  # the square moved: real frames
+    model = open_artifact(artifact)
+    win = SlidingWindow.from_metadata(model.meta, stride=1, alpha=0.0)
+    ready = [win.push(f) for f in frames]
+    assert ready == [False] * (T - 1) + [True]
+    ref = model.run(win.clip())[0]
+    page = np.asarray(last["logits"], dtype=np.float32)
+    assert page.shape == (K,)
+    np.testing.assert_allclose(page, ref, atol=2e-4, rtol=0)
+    assert np.argmax(page) == np.argmax(ref)
+    assert np.ptp(ref) > 1e-3  # the comparison is not between two constant vectors
+
+
+@needs_browser
+def test_page_names_the_right_synthetic_gesture(tmp_path):
+    """The bundled model (trained on the synthetic gestures), exported to ONNX, in the page:
+    on the windows that hold one in-order pass of a looping synthetic clip, the gesture it
+    shows most often is the clip's class."""
+    from actionnet_edge.checkpoint import bundled_checkpoint, load_checkpoint
+    from actionnet_edge.data.synth import SyntheticGestures
+    from actionnet_edge.export import export_model
+
+    if not bundled_checkpoint().is_file():
+        pytest.skip("the bundled model is not trained yet")
+    ck = load_checkpoint(None)
+    t, size = int(ck.model.config["num_segments"]), int(ck.preprocess["size"])
+    art = export_model(None, "onnx", tmp_path / "bundled", parity_clips=8).output
+    side = int(ck.preprocess.get("resize") or round(size * 256 / 224)) // 2 * 2 + 2  # even, for the .y4m
+    ds = SyntheticGestures("val", t, size, ck.preprocess["mean"], ck.preprocess["std"], n=8, frame_size=side)
+    frames, label = ds.raw(GESTURE)
+    video = write_y4m(frames, tmp_path / "gesture.y4m", fps=8)
+    stride = max(1, len(frames) // t)
+    server = make_server(art, port=0, stride=stride, alpha=0.0, debug=True)
+    serve_background(server)
+    browser = Chromium(video, tmp_path / "profile")
+    try:
+        page = browser.open(url_of(server))
+        n, aligned = 8, []
+        while n <= 64 and len(aligned) < 3:
+            page.wait_for(n, timeout=240)
+            got = json.loads(page.eval("JSON.stringify({history: demo.history, thumbs: demo.thumbs})"))
+            aligned = _aligned_windows(got["history"], got["thumbs"], frames)
+            n += 8
+        if _docs_img("web_demo.png"):  # for the docs: a moment when the page shows the clip's class
+            for _ in range(40):
+                if page.eval("demo.history[demo.history.length - 1]") == ck.labels[label]:
+                    break
+                time.sleep(0.25)
+            page.screenshot(_docs_img("web_demo.png"))
+    finally:
+        browser.close()
+        server.shutdown()
+        server.server_close()
+    assert len(aligned) >= 3, f"only {len(aligned)} windows covered one pass of the looping clip in order"
+    best = max(set(aligned), key=aligned.count)
+    assert best == ck.labels[label], f"page said {aligned} on in-order windows, the clip is '{ck.labels[label]}'"
+
+
+def _thumb(frame: np.ndarray) -> np.ndarray:
+    """The page's debug thumbnail: mean brightness on an 8x8 grid (cells floor(8 y / h))."""
+    h, w = frame.shape[:2]
+    gy, gx = (8 * np.arange(h)) // h, (8 * np.arange(w)) // w
+    cell = gy[:, None] * 8 + gx[None, :]
+    lum = frame.astype(np.float64).mean(axis=2)
+    return np.bincount(cell.ravel(), lum.ravel(), 64) / np.bincount(cell.ravel(), minlength=64)
+
+
+def _aligned_windows(history: list[str], thumbs: list, frames: np.ndarray) -> list[str]:
+    """Labels of the windows whose frames are one pass of the looping clip, in order (the
+    fake camera loops the file: other windows wrap from its end to its start)."""
+    ref = np.stack([_thumb(f) for f in frames])
+    out = []
+    for label, window in zip(history, thumbs):
+        idx = [int(np.argmin(((ref - np.asarray(t)) ** 2).sum(1))) for t in window]
+        if all(a < b for a, b in zip(idx, idx[1:])):
+            out.append(label)
+    return out
+
+
+@needs_ort
+def test_server_serves_page_runtime_and_artifact_with_isolation_headers(served):
+    with urllib.request.urlopen(served) as r:
+        assert r.status == 200 and b"demo.js" in r.read()
+        assert r.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert r.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    with urllib.request.urlopen(served + "vendor/ort/ort-wasm-simd-threaded.wasm") as r:
+        assert r.headers["Content-Type"] == "application/wasm" and r.read(4) == b"\0asm"
+    with urllib.request.urlopen(served + "config.json") as r:
+        config = json.load(r)
+    with urllib.request.urlopen(served + config["metadata"]) as r:
+        assert json.load(r)["segments"] == T
+    with urllib.request.urlopen(served + config["model"]) as r:
+        assert len(r.read()) > 10_000
+    for bad in ("nope.js", "../pyproject.toml", "vendor/ort/ort.all.js"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(served + bad)
+        assert e.value.code == 404
+
+
+@needs_ort
+def test_server_rejects_bad_artifact_folders(tmp_path, artifact):
+    with pytest.raises(ActionNetError, match="no metadata.json"):
+        make_server(tmp_path, port=0)
+    with pytest.raises(ActionNetError, match="not found"):
+        make_server(tmp_path / "missing", port=0)
+    pte = tmp_path / "pte"
+    pte.mkdir()
+    meta = json.loads((artifact / "metadata.json").read_text())
+    meta.update(target="executorch", artifact="model.pte")
+    (pte / "metadata.json").write_text(json.dumps(meta))
+    (pte / "model.pte").write_bytes(b"x")
+    with pytest.raises(ActionNetError, match="runs ONNX artifacts"):
+        make_server(pte, port=0)
+
+
+def test_cli_demo_web_without_metadata_is_one_line_error(tmp_path):
+    from click.testing import CliRunner
+
+    from actionnet_edge.cli.main import main
+
+    r = CliRunner().invoke(main, ["demo", "web", "--artifact", str(tmp_path), "--port", "0"])
+    assert r.exit_code == 2
+    assert r.stderr.strip().count("\n") == 0 and "no metadata.json" in r.stderr
+
+
+def test_write_y4m_header_and_planes(tmp_path):
+    frames = moving_square(3, 8, 12)
+    data = write_y4m(frames, tmp_path / "c.y4m", fps=10).read_bytes()
+    header, rest = data.split(b"\n", 1)
+    assert header.split()[:4] == [b"YUV4MPEG2", b"W12", b"H8", b"F10:1"]
+    assert rest.count(b"FRAME\n") == 3 and len(rest) == 3 * (6 + 8 * 12 * 3 // 2)
+    with pytest.raises(ActionNetError, match="even size"):
+        write_y4m(moving_square(1, 9, 12), tmp_path / "odd.y4m")

@@ -1,0 +1,253 @@
+// actionnet-edge browser demo: camera -> sliding window of T frames -> onnxruntime-web -> top-3.
+//
+// The preprocessing, window and smoothing mirror actionnet_edge/demo/window.py line by line
+// (the reference the tests compare this page against); every constant comes from metadata.json.
+import * as ort from './vendor/ort/ort.wasm.min.mjs';
+
+const $ = (id) => document.getElementById(id);
+
+// ---- the demo logic (mirror of window.py) ---------------------------------------------------
+
+const roundHalfUp = (x) => Math.floor(x + 0.5);
+
+/** Bilinear taps along one axis: source indices lo/hi and weight f (see window.py). */
+function taps(h, w, resize, size, vertical) {
+  const scale = resize / Math.min(h, w);
+  const n = vertical ? h : w;
+  const rn = roundHalfUp(n * scale);
+  const o = Math.floor((rn - size) / 2);
+  const lo = new Int32Array(size), hi = new Int32Array(size), f = new Float64Array(size);
+  for (let i = 0; i < size; i++) {
+    let s = (o + i + 0.5) * n / rn - 0.5;
+    s = Math.min(Math.max(s, 0), n - 1);
+    lo[i] = Math.floor(s);
+    hi[i] = Math.min(lo[i] + 1, n - 1);
+    f[i] = s - lo[i];
+  }
+  return { lo, hi, f };
+}
+
+export class Preprocess {
+  constructor(meta) {
+    this.size = meta.size | 0;
+    this.resize = (meta.resize | 0) || roundHalfUp(this.size * 256 / 224);
+    this.mean = meta.mean.map(Number);
+    this.std = meta.std.map(Number);
+    this.cache = null;
+  }
+
+  /** RGBA bytes (ImageData.data) of a w x h frame -> Float32Array (3, size, size). */
+  run(rgba, w, h) {
+    const S = this.size;
+    if (!this.cache || this.cache.w !== w || this.cache.h !== h) {
+      this.cache = { w, h, y: taps(h, w, this.resize, S, true), x: taps(h, w, this.resize, S, false) };
+    }
+    const { x, y } = this.cache;
+    const out = new Float32Array(3 * S * S);
+    for (let i = 0; i < S; i++) {
+      const fy = y.f[i], rl = y.lo[i] * w, rh = y.hi[i] * w;
+      for (let j = 0; j < S; j++) {
+        const fx = x.f[j], xl = x.lo[j], xh = x.hi[j];
+        const a = (rl + xl) * 4, b = (rl + xh) * 4, c = (rh + xl) * 4, d = (rh + xh) * 4;
+        for (let ch = 0; ch < 3; ch++) {
+          const top = (1 - fx) * rgba[a + ch] + fx * rgba[b + ch];
+          const bot = (1 - fx) * rgba[c + ch] + fx * rgba[d + ch];
+          const v = (1 - fy) * top + fy * bot;
+          out[ch * S * S + i * S + j] = (v / 255 - this.mean[ch]) / this.std[ch];
+        }
+      }
+    }
+    return out;
+  }
+}
+
+export function softmax(logits) {
+  let m = -Infinity;
+  for (const v of logits) m = Math.max(m, v);
+  const e = Array.from(logits, (v) => Math.exp(v - m));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}
+
+export class SlidingWindow {
+  constructor(meta, stride = 1, alpha = 0.5) {
+    this.labels = meta.labels;
+    this.segments = meta.segments | 0;
+    this.preprocess = new Preprocess(meta);
+    this.stride = Math.max(1, stride | 0);
+    this.alpha = alpha;
+    this.frames = [];
+    this.scores = null;
+    this.seen = 0;
+  }
+
+  /** Offer one frame; true when it entered a full window (time to run the model). */
+  push(rgba, w, h) {
+    this.seen += 1;
+    if ((this.seen - 1) % this.stride) return false;
+    this.frames.push(this.preprocess.run(rgba, w, h));
+    if (this.frames.length > this.segments) this.frames.shift();
+    return this.frames.length === this.segments;
+  }
+
+  /** The window as one Float32Array (1, T, 3, S, S), or (1, T, S, S, 3) for NHWC. */
+  clip(layout = 'NCHW') {
+    const S = this.preprocess.size, n = 3 * S * S;
+    const out = new Float32Array(this.segments * n);
+    this.frames.forEach((f, t) => {
+      if (layout === 'NHWC') {
+        for (let c = 0; c < 3; c++) for (let p = 0; p < S * S; p++) out[t * n + p * 3 + c] = f[c * S * S + p];
+      } else {
+        out.set(f, t * n);
+      }
+    });
+    return out;
+  }
+
+  update(logits) {
+    const p = softmax(logits);
+    this.scores = this.scores === null ? p : this.scores.map((s, i) => this.alpha * s + (1 - this.alpha) * p[i]);
+    return this.scores;
+  }
+
+  top(k = 3) {
+    if (this.scores === null) return [];
+    const idx = this.scores.map((s, i) => i).sort((a, b) => this.scores[b] - this.scores[a] || a - b);
+    return idx.slice(0, k).map((i) => [this.labels[i], this.scores[i]]);
+  }
+}
+
+// ---- the page ---------------------------------------------------------------------------------
+
+const params = new URLSearchParams(location.search);
+const state = { ready: false, error: null, inferences: 0, skipped: 0, history: [], thumbs: [], last: null };
+window.demo = state; // read by the end-to-end test (and handy in the console)
+
+/** Debug (?debug): the last window's frames as base64 RGB bytes, for comparing with Python. */
+state.exportLast = () => {
+  if (!state.last || !state.last.frames) return null;
+  const frames = state.last.frames.map(({ w, h, rgba }) => {
+    const rgb = new Uint8Array(w * h * 3);
+    for (let p = 0; p < w * h; p++) { rgb[3 * p] = rgba[4 * p]; rgb[3 * p + 1] = rgba[4 * p + 1]; rgb[3 * p + 2] = rgba[4 * p + 2]; }
+    let bin = '';
+    for (let i = 0; i < rgb.length; i += 0x8000) bin += String.fromCharCode.apply(null, rgb.subarray(i, i + 0x8000));
+    return { w, h, rgb: btoa(bin) };
+  });
+  return { frames, logits: state.last.logits, scores: state.last.scores, top: state.last.top };
+};
+
+/** Debug: an 8x8 grid of mean brightness, to tell which source frame the camera delivered. */
+function thumb(rgba, w, h) {
+  const out = new Float32Array(64), n = new Float32Array(64);
+  for (let y = 0; y < h; y++) {
+    const gy = Math.floor((8 * y) / h);
+    for (let x = 0; x < w; x++) {
+      const g = gy * 8 + Math.floor((8 * x) / w), p = 4 * (y * w + x);
+      out[g] += (rgba[p] + rgba[p + 1] + rgba[p + 2]) / 3;
+      n[g] += 1;
+    }
+  }
+  return Array.from(out, (v, i) => v / n[i]);
+}
+
+function fail(msg) {
+  state.error = msg;
+  $('status').textContent = msg;
+  $('stats').textContent = '';
+}
+
+function render(top, fps, ms) {
+  $('top').replaceChildren(...top.map(([label, score]) => {
+    const li = document.createElement('li');
+    const name = document.createElement('span');
+    name.textContent = label;
+    const bar = document.createElement('div');
+    bar.className = 'bar';
+    bar.style.width = `${(100 * score).toFixed(1)}%`;
+    const val = document.createElement('span');
+    val.className = 'score';
+    val.textContent = score.toFixed(3);
+    li.append(name, bar, val);
+    return li;
+  }));
+  if (top.length) $('overlay').textContent = `${top[0][0]} ${(100 * top[0][1]).toFixed(0)}%`;
+  $('stats').textContent = `${fps.toFixed(1)} fps (camera frames processed) · inference ${ms.toFixed(1)} ms`;
+}
+
+async function main() {
+  const config = await (await fetch('config.json')).json();
+  const meta = await (await fetch(config.metadata)).json();
+  const stride = Number(params.get('stride') ?? config.stride ?? 1);
+  const alpha = Number(params.get('alpha') ?? config.alpha ?? 0.5);
+  const debug = params.has('debug') || !!config.debug;
+  const layout = meta.layout || 'NCHW';
+
+  ort.env.wasm.wasmPaths = new URL('vendor/ort/', location.href).href;
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  const session = await ort.InferenceSession.create(config.model, { executionProviders: ['wasm'] });
+  const inputName = session.inputNames[0], outputName = session.outputNames[0];
+  $('model').textContent = `${config.model_name} (${meta.segments} frames × ${meta.size} px, ${meta.labels.length} gestures)`;
+
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'user' }, audio: false });
+  } catch (e) {
+    return fail(`No camera: ${e.name}: ${e.message}`);
+  }
+  const video = $('video');
+  video.srcObject = stream;
+  await video.play();
+
+  const win = new SlidingWindow(meta, stride, alpha);
+  const canvas = document.createElement('canvas');
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const raw = []; // debug: the RGB bytes of the frames in the window
+  let busy = false, frames = 0, t0 = performance.now(), fps = 0, ms = 0;
+  state.ready = true;
+  $('stats').textContent = 'waiting for the first window…';
+
+  const onFrame = () => {
+    const w = video.videoWidth, h = video.videoHeight;
+    if (w && h) {
+      if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+      ctx.drawImage(video, 0, 0, w, h);
+      const rgba = ctx.getImageData(0, 0, w, h).data;
+      const kept = (win.seen % win.stride) === 0;
+      const full = win.push(rgba, w, h);
+      if (debug && kept) {
+        raw.push({ w, h, rgba, thumb: thumb(rgba, w, h) });
+        if (raw.length > win.segments) raw.shift();
+      }
+      frames += 1;
+      const now = performance.now();
+      if (now - t0 > 1000) { fps = (1000 * frames) / (now - t0); frames = 0; t0 = now; }
+      if (full && !busy) {
+        busy = true;
+        const input = win.clip(layout);
+        const clipFrames = debug ? raw.slice() : null;
+        const dims = layout === 'NHWC' ? [1, win.segments, win.preprocess.size, win.preprocess.size, 3]
+                                       : [1, win.segments, 3, win.preprocess.size, win.preprocess.size];
+        const start = performance.now();
+        session.run({ [inputName]: new ort.Tensor('float32', input, dims) }).then((out) => {
+          ms = performance.now() - start;
+          const logits = Array.from(out[outputName].data);
+          win.update(logits);
+          const top = win.top(3);
+          state.inferences += 1;
+          state.history.push(top[0][0]);
+          if (debug) state.thumbs.push(clipFrames.map((f) => f.thumb));
+          state.last = { logits, scores: win.scores.slice(), top, frames: clipFrames };
+          render(top, fps, ms);
+        }).catch((e) => fail(`Inference failed: ${e.message}`)).finally(() => { busy = false; });
+      } else if (full) {
+        state.skipped += 1;
+      }
+    }
+    schedule();
+  };
+  const schedule = () => (video.requestVideoFrameCallback ? video.requestVideoFrameCallback(onFrame)
+                                                           : requestAnimationFrame(onFrame));
+  schedule();
+}
+
+main().catch((e) => fail(`Could not start: ${e.message}`));
