@@ -1,0 +1,100 @@
+"""Recipes: loading, typed overrides, every error reported at once, every shipped recipe valid."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from actionnet_edge.errors import ActionNetError
+from actionnet_edge.train.config import Recipe, load_recipe, parse_recipe
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+GOOD = {"model": {"arch": "mobilenet_v2", "temporal": "action"},
+        "data": {"dataset": "synthetic", "segments": 8, "size": 64},
+        "train": {"epochs": 3, "batch_size": 4, "lr": 0.01, "lr_steps": [1, 2]}}
+
+
+def _write(tmp_path, raw) -> Path:
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+def test_shipped_recipes_exist():
+    names = {p.stem for p in RECIPES}
+    assert "synthetic" in names and len(names) >= 7
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_shipped_recipe_validates(path):
+    r = load_recipe(path)
+    assert isinstance(r, Recipe)
+    assert r.train.lr > 0 and r.train.epochs > 0
+    assert not r.train.lr_steps or r.train.lr_steps[-1] < r.train.epochs
+
+
+def test_paper_schedules():
+    by = {p.stem: load_recipe(p) for p in RECIPES}
+    for stem, steps, epochs in (("jester_mbv2_action", [10, 20, 25], 30),
+                                ("egogesture_mbv2_action", [5, 10, 15], 25),
+                                ("ssv2_mbv2_action", [30, 40, 45], 50)):
+        r = by[stem]
+        assert (r.train.lr_steps, r.train.epochs, r.train.lr, r.train.batch_size) == (steps, epochs, 0.01, 64)
+        assert r.model.dropout == 0.5 and r.data.segments == 8 and r.train.weight_decay == 5e-4
+
+
+def test_defaults_and_typed_overrides(tmp_path):
+    r = load_recipe(_write(tmp_path, GOOD), ["train.lr=0.05", "train.lr_steps=[2]", "data.flip=true",
+                                              "model.pretrained=null", "train.clip_grad=5"])
+    assert r.train.lr == 0.05 and r.train.lr_steps == [2] and r.data.flip is True
+    assert r.train.clip_grad == 5.0 and isinstance(r.train.clip_grad, float)
+    assert r.train.momentum == 0.9 and r.qat is None
+    assert r.to_dict()["train"]["lr"] == 0.05
+
+
+def test_all_errors_reported_at_once_with_suggestions(tmp_path):
+    raw = {"model": {"arch": "mobilenet_v3", "temporl": "action"}, "data": {"dataset": "synthetic", "size": "big"},
+           "train": {"epochs": 3, "lr": -1}, "trian": {}}
+    with pytest.raises(ActionNetError) as e:
+        parse_recipe(raw)
+    msg = str(e.value)
+    assert "\n" not in msg
+    for part in ("unknown section 'trian'", "did you mean 'train'", "model.temporl: unknown key",
+                 "did you mean 'temporal'", "data.size: expected an integer"):
+        assert part in msg, msg
+
+
+def test_bad_values_reported_together():
+    raw = {"model": {"arch": "mobilenet_v3"}, "data": {"dataset": "jestr", "segments": 1},
+           "train": {"epochs": 3, "lr": -1, "lr_steps": [2, 5]}}
+    msg = str(pytest.raises(ActionNetError, parse_recipe, raw).value)
+    for part in ("model.arch: unknown 'mobilenet_v3'", "did you mean 'mobilenet_v2'", "data.dataset: unknown 'jestr'",
+                 "data.segments: must be >= 2", "train.lr: must be > 0", "train.lr_steps"):
+        assert part in msg, msg
+    assert "5 problems" in msg or "6 problems" in msg
+
+
+def test_qat_section(tmp_path):
+    raw = dict(GOOD, qat={"backend": "xnnpack", "epochs": 2, "freeze_bn_epoch": 1})
+    r = parse_recipe(raw)
+    assert r.qat.backend == "xnnpack" and r.qat.freeze_bn_epoch == 1 and r.to_dict()["qat"]["epochs"] == 2
+    with pytest.raises(ActionNetError, match="qat.backend: unknown 'xnnpak'.*did you mean 'xnnpack'"):
+        parse_recipe(dict(GOOD, qat={"backend": "xnnpak"}))
+    with pytest.raises(ActionNetError, match="freeze_bn_epoch"):
+        parse_recipe(dict(GOOD, qat={"epochs": 2, "freeze_bn_epoch": 5}))
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ActionNetError, match="recipe not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ActionNetError, match="not valid YAML"):
+        load_recipe(bad)
+    with pytest.raises(ActionNetError, match="expected section.key=value"):
+        load_recipe(_write(tmp_path, GOOD), ["lr=0.1"])
+    with pytest.raises(ActionNetError, match="train.lrr: unknown key"):
+        load_recipe(_write(tmp_path, GOOD), ["train.lrr=0.1"])
+    with pytest.raises(ActionNetError, match="missing section 'train'"):
+        parse_recipe({"model": {}, "data": {}})
