@@ -1,0 +1,83 @@
+"""Where the time goes: per-op profiles of an artifact in its own runtime.
+
+- ExecuTorch: the program runs with ETDump enabled (in a child process, same threads) and
+  ``executorch.devtools.Inspector`` reads the events; XNNPACK reports each of its kernels
+  ("Convolution (NHWC, F32) IGEMM", ...), ops outside the delegate appear as
+  ``native_call_*``, and every ``DELEGATE_CALL`` is one delegated partition.
+- LiteRT: the Python interpreter exposes no op timer, so the profile lists which ops
+  XNNPACK took (``DELEGATE`` nodes) and which stayed on the reference kernels; per-op
+  times come from ``benchmark_model --enable_op_profiling=true`` (see docs/benchmarks.md).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import warnings
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from .runtimes import measure
+
+log = logging.getLogger(__name__)
+
+
+def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 5, top: int = 8) -> dict:
+    """Per-op mean time of a .pte (ms per clip), grouped by kernel kind, with the non-delegated share."""
+    with tempfile.TemporaryDirectory(prefix="ane-etdump-") as tmp:
+        etdump = Path(tmp) / "run.etdp"
+        res = measure("executorch", artifact=pte, config=None, shape=shape, threads=threads, warmup=1, runs=runs,
+                      etdump=etdump)
+        if "error" in res or "skipped" in res or not etdump.exists():
+            return {"summary": f"no ETDump: {res.get('error') or res.get('skipped') or 'not written'}"}
+        from executorch.devtools import Inspector
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            df = Inspector(etdump_path=str(etdump)).to_dataframe()
+    col = "avg (ms)"
+    kinds: dict[str, float] = defaultdict(float)
+    delegated = outside = 0.0
+    partitions = 0
+    df = df[df["event_block_name"] == "Execute"]  # not the one-off load/init events
+    for name, ms, is_del in zip(df["event_name"], df[col], df["is_delegated_op"]):
+        if name in ("Method::execute", "OPERATOR_CALL"):
+            continue
+        if name == "DELEGATE_CALL":
+            partitions += 1
+            continue
+        kind = re.sub(r"\s*#\d+$", "", str(name))
+        kinds[kind] += float(ms)
+        if is_del:
+            delegated += float(ms)
+        else:
+            outside += float(ms)
+    execute = df[df["event_name"] == "Method::execute"][col]
+    total = delegated + outside
+    ranked = sorted(kinds.items(), key=lambda kv: -kv[1])[:top]
+    return {
+        "runtime": "executorch", "source": "ETDump + executorch.devtools.Inspector", "threads": threads,
+        "method_execute_ms": float(execute.iloc[0]) if len(execute) else None,
+        "delegated_ms": delegated, "outside_delegate_ms": outside, "partitions": partitions,
+        "top": [{"op": k, "ms": v, "share": v / total if total else 0.0} for k, v in ranked],
+        "summary": (f"{partitions} XNNPACK partition(s); ops outside the delegate take "
+                    f"{100 * outside / total if total else 0:.1f}% of op time; the largest kernels: "
+                    + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in ranked[:3] if total)),
+    }
+
+
+def litert_ops(tflite: Path, threads: int) -> dict:
+    """Which ops of a .tflite XNNPACK takes (DELEGATE nodes) and which run on reference kernels."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(tflite), num_threads=threads)
+    interp.allocate_tensors()
+    ops = Counter(op["op_name"] for op in interp._get_ops_details())  # noqa: SLF001 (the public API has no op list)
+    outside = {k: v for k, v in ops.items() if k != "DELEGATE"}
+    return {
+        "runtime": "litert", "source": "interpreter op list after XNNPACK delegation", "threads": threads,
+        "partitions": ops.get("DELEGATE", 0), "outside_delegate_ops": outside,
+        "summary": (f"{ops.get('DELEGATE', 0)} XNNPACK partition(s); ops left outside the delegate: "
+                    + (", ".join(f"{k} x{v}" for k, v in sorted(outside.items())) or "none")
+                    + ". Per-op times: benchmark_model --enable_op_profiling=true."),
+    }

@@ -1,0 +1,215 @@
+"""Benchmark reports: the goals (met or not), a Markdown table and PNG charts.
+
+The JSON report is the source of truth; Markdown and PNG are drawn from it, so a report
+can be re-rendered later (``render(json.load(...), out_dir)``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+UNITS = {"latency_ms_*": "milliseconds per clip (1 x T frames)", "peak_rss_mb": "MiB (2^20 bytes), peak resident set "
+         "of the measuring process", "file_mb": "MiB (2^20 bytes) on disk", "macs": "multiply-accumulates per clip",
+         "params": "parameters", "floor_ms": "MACs / peak MAC rate of `threads` cores (see machine.assumption)",
+         "x_floor": "latency_ms_median / floor_ms"}
+
+#: goal thresholds from issue 5
+SPEEDUP_VS_EAGER = 5.0
+SPEEDUP_VS_ORT = 1.3
+FP32_FLOOR_X = 1.5
+INT8_FLOOR_X = 3.0
+ACTION_OVER_TSM = 0.10
+INT8_MAX_MB = 3.0
+
+
+def _find(rows: list[dict], **key) -> dict | None:
+    for r in rows:
+        if r.get("status") == "ok" and all(r.get(k) == v for k, v in key.items()):
+            return r
+    return None
+
+
+def _goal(name: str, value: float | None, threshold: float, op: str, detail: str) -> dict:
+    met = None if value is None else (value >= threshold if op == ">=" else value < threshold if op == "<"
+                                      else value <= threshold)
+    return {"goal": name, "value": None if value is None else round(value, 3), "threshold": f"{op} {threshold:g}",
+            "met": met, "detail": detail}
+
+
+def goals(rows: list[dict]) -> list[dict]:
+    """The issue's goals as ratios from one run (same threads), met / missed / not measured (None)."""
+    out: list[dict] = []
+    variant = "action" if any(r.get("variant") == "action" for r in rows) else (rows[0]["variant"] if rows else None)
+    for threads in sorted({r["threads"] for r in rows if r.get("threads")}):
+        eager = _find(rows, variant=variant, runtime="pytorch", precision="fp32", threads=threads)
+        ort = _find(rows, variant=variant, runtime="onnxruntime", precision="fp32", threads=threads)
+        for rt in ("executorch", "litert"):
+            q = _find(rows, variant=variant, runtime=rt, precision="int8", threads=threads)
+            v = eager["latency_ms_median"] / q["latency_ms_median"] if q and eager else None
+            out.append(_goal(f"{rt} int8 speed-up over PyTorch eager fp32 ({variant}, {threads} thr)", v,
+                             SPEEDUP_VS_EAGER, ">=", "eager median / int8 median"))
+            v = ort["latency_ms_median"] / q["latency_ms_median"] if q and ort else None
+            out.append(_goal(f"{rt} int8 speed-up over ONNX Runtime fp32 ({variant}, {threads} thr)", v,
+                             SPEEDUP_VS_ORT, ">=", "ORT fp32 median / int8 median"))
+        for r in rows:
+            if r.get("status") != "ok" or r["threads"] != threads or r["variant"] != variant or r["runtime"] == "pytorch":
+                continue
+            limit = INT8_FLOOR_X if r["precision"] == "int8" else FP32_FLOOR_X
+            out.append(_goal(f"{r['runtime']} {r['precision']} within {limit:g}x of the {r['precision']} floor "
+                             f"({variant}, {threads} thr)", r.get("x_floor"), limit, "<=",
+                             f"median {r['latency_ms_median']:.2f} ms vs floor {r.get('floor_ms') or 0:.2f} ms"))
+        for r in rows:
+            if r.get("status") != "ok" or r["threads"] != threads or r["variant"] != "action":
+                continue
+            tsm = _find(rows, variant="tsm", runtime=r["runtime"], precision=r["precision"], threads=threads)
+            if tsm:
+                v = r["latency_ms_median"] / tsm["latency_ms_median"] - 1.0
+                out.append(_goal(f"ACTION overhead over TSM, {r['runtime']} {r['precision']} ({threads} thr)", v,
+                                 ACTION_OVER_TSM, "<", f"{r['latency_ms_median']:.2f} ms vs {tsm['latency_ms_median']:.2f} ms"))
+    for rt in ("executorch", "litert"):
+        sizes = [r for r in rows if r.get("runtime") == rt and r.get("precision") == "int8" and r.get("file_mb")]
+        for r in {(x["variant"], x["file_mb"]): x for x in sizes}.values():
+            out.append(_goal(f"{rt} int8 file size ({r['variant']})", r["file_mb"], INT8_MAX_MB, "<", "MiB on disk"))
+    return out
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return format(v, spec)
+    return str(v)
+
+
+def _human(n: int | None) -> str:
+    if not n:
+        return "-"
+    for div, s in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.2f}{s}"
+    return str(n)
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown: context, one row per measurement, the goals, per-op profiles."""
+    m, c = report["machine"], report["config"]
+    lines = [
+        f"# actionnet-edge bench: {c['arch']} (width {c['width_mult']}), {c['segments']} frames x {c['size']} px",
+        "",
+        f"- date: {report['created']}",
+        f"- machine: {m['cpu_model']} ({m['arch']}), {m['physical_cores']} physical / {m['logical_cores']} logical "
+        f"cores, {m['vector']}, {m['clock_ghz']} GHz; {m['os']}; load average at start {m.get('load_avg')}",
+        f"- runtimes: {', '.join(f'{k} {v}' for k, v in m['runtimes'].items() if v)}",
+        f"- floor assumption: {m['assumption']}",
+        f"- command: `{report['command']}`",
+        f"- warm-up {c['warmup']}, runs {c['runs']}; each measurement in its own process",
+        "",
+        "| variant | runtime | precision | threads | median ms | p90 ms | min ms | x floor | peak RSS MiB | file MiB | MACs | status |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in report["rows"]:
+        status = r.get("status", "ok")
+        if status != "ok":
+            status = f"{status}: {r.get('reason', '')}"
+        lines.append(f"| {r['variant']} | {r['runtime']}{' @' + r['device'] if r.get('device') not in (None, 'local') else ''} | "
+                     f"{r['precision']} | {r['threads']} | {_fmt(r.get('latency_ms_median'))} | "
+                     f"{_fmt(r.get('latency_ms_p90'))} | {_fmt(r.get('latency_ms_min'))} | {_fmt(r.get('x_floor'))} | "
+                     f"{_fmt(r.get('peak_rss_mb'), '.0f')} | {_fmt(r.get('file_mb'))} | {_human(r.get('macs'))} | {status} |")
+    if report.get("goals"):
+        lines += ["", "## Goals", "", "| goal | value | target | met |", "|---|---:|---|---|"]
+        for g in report["goals"]:
+            met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
+            lines.append(f"| {g['goal']} | {_fmt(g['value'], '.3g')} | {g['threshold']} | {met} |")
+    for key, prof in (report.get("profiles") or {}).items():
+        lines += ["", f"## Where the time goes: {key}", "", prof.get("summary", ""), ""]
+        if prof.get("top"):
+            lines += ["| op | ms per clip (profiled run) | share |", "|---|---:|---:|"]
+            lines += [f"| {t['op']} | {t['ms']:.3f} | {100 * t['share']:.1f}% |" for t in prof["top"]]
+    if report.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
+    if report.get("charts"):
+        lines += [""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report["charts"]]
+    return "\n".join(lines) + "\n"
+
+
+def charts(report: dict, out_dir: Path) -> list[Path]:
+    """latency and MACs per variant and runtime (bench.png); accuracy vs MACs (accuracy_vs_macs.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if r.get("status") == "ok" and r.get("latency_ms_median")]
+    paths = []
+    if rows:
+        variants = list(dict.fromkeys(r["variant"] for r in rows))
+        series = list(dict.fromkeys((r["runtime"], r["precision"], r["threads"]) for r in rows))
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+        width = 0.8 / max(1, len(series))
+        for i, (rt, prec, thr) in enumerate(series):
+            ys = []
+            for v in variants:
+                r = _find(rows, variant=v, runtime=rt, precision=prec, threads=thr)
+                ys.append(r["latency_ms_median"] if r else 0.0)
+            xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(variants))]
+            ax.bar(xs, ys, width, label=f"{rt} {prec} ({thr} thr)")
+        ax.set_xticks(range(len(variants)), [v.upper() for v in variants])
+        ax.set_ylabel("median latency per clip (ms)")
+        ax.set_yscale("log")
+        ax.set_title(f"{report['config']['segments']}x{report['config']['size']}, {report['machine']['cpu_model']}")
+        ax.legend(fontsize=7, ncol=2)
+        macs = {r["variant"]: r.get("macs") or 0 for r in rows}
+        ax2.bar(range(len(variants)), [macs[v] / 1e9 for v in variants], color="gray")
+        ax2.set_xticks(range(len(variants)), [v.upper() for v in variants])
+        ax2.set_ylabel("GMACs per clip")
+        fig.tight_layout()
+        paths.append(_save(fig, out_dir / "bench.png"))
+        plt.close(fig)
+    acc = report.get("accuracy") or {}
+    if acc:
+        macs = {r["variant"]: r["macs"] for r in report["rows"] if r.get("macs")}
+        pts = [(v, macs[v] / 1e9, a) for v, a in acc.items() if v in macs]
+        if pts:
+            fig, ax = plt.subplots(figsize=(5, 4))
+            for v, g, a in pts:
+                ax.scatter(g, a, s=60)
+                ax.annotate(v.upper(), (g, a), textcoords="offset points", xytext=(5, 5))
+            ax.set_xlabel("GMACs per clip")
+            ax.set_ylabel("top-1 accuracy (%)")
+            ax.set_title("accuracy vs MACs (paper Fig. 4 style)")
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            paths.append(_save(fig, out_dir / "accuracy_vs_macs.png"))
+            plt.close(fig)
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+    return path
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write atomically (temp file in the same directory, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def render(report: dict, out_dir: Path) -> dict[str, Path]:
+    """Write report.json, report.md and the charts into ``out_dir``; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report["charts"] = [p.name for p in charts(report, out_dir)]
+    write_text(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    write_text(out_dir / "report.md", markdown(report))
+    return {"json": out_dir / "report.json", "markdown": out_dir / "report.md",
+            **{Path(p).stem: out_dir / p for p in report["charts"]}}

@@ -1,0 +1,376 @@
+"""``run_bench``: variants x runtimes x precisions x threads, each measurement in its own process.
+
+Sources, in order: ``artifacts`` (files measured as they are), else a checkpoint (``None``:
+the bundled model, or a freshly built model when that is not installed: latency does not
+depend on the weights). From a checkpoint, every variant (TSN / TSM / ACTION) is rebuilt on
+the same backbone and weights (the temporal modules of the missing ones freshly initialised),
+saved as a checkpoint in the work folder and exported with :func:`actionnet_edge.export.export_model`
+(parity checked) for each runtime and precision.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ActionNetError, unknown_name
+from . import adb
+from .machine import describe
+from .runtimes import RUNTIMES, check_artifact, file_mb, get_runtime, measure, runtime_for_artifact
+
+log = logging.getLogger(__name__)
+
+VARIANTS = {"tsn": "none", "tsm": "shift", "action": "action"}
+TEMPORAL_TO_VARIANT = {v: k for k, v in VARIANTS.items()}
+PRECISIONS = ("fp32", "fp16", "int8")
+SCHEMA = "actionnet-edge.bench/1"
+
+
+@dataclass
+class BenchOptions:
+    """What to measure. Lists are measured as a full grid."""
+
+    runtimes: list[str] = field(default_factory=lambda: ["pytorch", "executorch", "litert", "onnxruntime", "coreml"])
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
+    threads: list[int] = field(default_factory=lambda: [2])
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    segments: int | None = None
+    size: int | None = None
+    warmup: int = 5
+    runs: int = 30
+    max_seconds: float | None = None  # stop timing a measurement after this long (at least 3 runs)
+    # model when there is no checkpoint
+    arch: str = "mobilenet_v2"
+    width_mult: float = 1.0
+    num_classes: int = 27
+    # export
+    verify: bool = True
+    parity_clips: int = 32
+    # phone
+    device: str | None = None
+    dry_run: bool = False
+    binaries: dict[str, Path] = field(default_factory=dict)
+    # report
+    accuracy: dict[str, float] = field(default_factory=dict)
+    profile: bool | None = None  # None: profile when a goal is missed
+    require_installed: bool = False  # runtimes named by the user: a missing one is an error, not a skip
+
+    def validate(self) -> None:
+        for r in self.runtimes:
+            rt = get_runtime(r)
+            if self.require_installed and not self.device and not rt.macos_only and rt.missing():
+                raise ActionNetError(rt.missing())
+        for p in self.precisions:
+            if p not in PRECISIONS:
+                raise unknown_name("precision", p, PRECISIONS)
+        for v in self.variants:
+            if v not in VARIANTS:
+                raise unknown_name("variant", v, VARIANTS)
+        for k in self.accuracy:
+            if k not in VARIANTS:
+                raise unknown_name("variant in --accuracy", k, VARIANTS)
+        if not self.threads or min(self.threads) < 1:
+            raise ActionNetError("--threads must be positive integers")
+        if self.warmup < 0 or self.runs < 1:
+            raise ActionNetError("--warmup must be >= 0 and --runs >= 1")
+        if self.segments is not None and self.segments < 2:
+            raise ActionNetError(f"--segments must be at least 2, got {self.segments}")
+        if self.size is not None and self.size < 32:
+            raise ActionNetError(f"--size must be at least 32, got {self.size}")
+        if self.device:
+            serial = adb.parse_device(self.device)
+            bad = [r for r in self.runtimes if r not in adb.BINARIES]
+            if bad:
+                raise ActionNetError(f"on a device only {', '.join(adb.BINARIES)} can run; remove {', '.join(bad)} "
+                                     "from --runtimes")
+            for r in self.runtimes:
+                if r not in self.binaries:
+                    flag = "--executorch-runner" if r == "executorch" else "--litert-benchmark"
+                    raise ActionNetError(f"--device {self.device} with runtime {r} needs {flag} PATH "
+                                         f"(the {adb.BINARIES[r]} binary built for the phone)")
+            del serial
+
+
+@dataclass
+class Source:
+    """One model variant to measure: its checkpoint (the pytorch artifact) and its MAC/param count."""
+
+    variant: str
+    checkpoint: Path | None
+    config: dict
+    macs: int | None
+    params: int | None
+    segments: int
+    size: int
+
+
+def _profile(config: dict, size: int) -> tuple[int, int]:
+    from ..models import build_from_config
+    from .profile import profile_model
+
+    p = profile_model(build_from_config(config), size)
+    return p.macs, p.params
+
+
+def prepare_sources(checkpoint: Path | None, opts: BenchOptions, work: Path, notes: list[str]) -> list[Source]:
+    """One checkpoint per variant in ``work/checkpoints`` (same backbone and weights)."""
+    import torch
+
+    from ..checkpoint import bundled_checkpoint, default_preprocess, load_checkpoint, save_checkpoint
+    from ..models import create_model
+
+    if checkpoint is None and bundled_checkpoint().is_file():
+        checkpoint = bundled_checkpoint()
+    if checkpoint is not None:
+        ck = load_checkpoint(checkpoint)
+        base, labels, state = dict(ck.model.config), ck.labels, ck.model.state_dict()
+        size = int(opts.size or ck.preprocess["size"])
+        src_name = Path(checkpoint).name
+    else:
+        base = {"arch": opts.arch, "temporal": "action", "num_segments": opts.segments or 8,
+                "num_classes": opts.num_classes, "width_mult": opts.width_mult}
+        labels, state, size = [f"class_{i}" for i in range(opts.num_classes)], None, int(opts.size or 224)
+        src_name = None
+        notes.append(f"no checkpoint: {opts.arch} (width {opts.width_mult}) with freshly initialised weights, "
+                     f"{opts.num_classes} classes; latency does not depend on the weight values")
+    segments = int(opts.segments or base["num_segments"])
+    sources = []
+    for variant in opts.variants:
+        torch.manual_seed(0)
+        model = create_model(base["arch"], VARIANTS[variant], segments, base["num_classes"], base["width_mult"])
+        if state is not None:
+            own = model.state_dict()
+            shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict(shared, strict=False)
+            if variant != TEMPORAL_TO_VARIANT.get(base["temporal"]):
+                notes.append(f"{variant}: backbone and classifier weights from {src_name}, temporal modules "
+                             "freshly initialised (latency only)")
+        path = work / "checkpoints" / f"{variant}.pt"
+        preprocess = default_preprocess(model, size)
+        if not _same_checkpoint(path, model, labels, preprocess):  # keep the file: its sha256 keys reused exports
+            save_checkpoint(path, model.eval(), labels, preprocess, bench_source=src_name or "random")
+        macs, params = _profile(model.config, size)
+        sources.append(Source(variant, path, dict(model.config), macs, params, segments, size))
+    return sources
+
+
+def _same_checkpoint(path: Path, model, labels: list[str], preprocess: dict) -> bool:
+    """True when ``path`` already holds exactly this model (torch.save output differs run to run)."""
+    import torch
+
+    if not path.is_file():
+        return False
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    sd = model.state_dict()
+    old = raw.get("state_dict", {})
+    return (raw.get("model") == dict(model.config) and raw.get("labels") == list(labels)
+            and raw.get("preprocess") == dict(preprocess) and old.keys() == sd.keys()
+            and all(torch.equal(old[k], v) for k, v in sd.items()))
+
+
+def _export(src: Source, runtime: str, precision: str, work: Path, opts: BenchOptions) -> tuple[Path | None, tuple | None]:
+    """The artifact of ``src`` for ``runtime``/``precision`` (reused when the work folder has it)."""
+    from ..checkpoint import file_sha256
+    from ..export import EXPORTERS, export_model
+
+    rt = RUNTIMES[runtime]
+    if rt.target not in EXPORTERS:
+        return None, ("skipped", f"export target {rt.target} is not available in this installation")
+    exporter = EXPORTERS[rt.target]
+    if precision not in exporter.precisions:
+        return None, ("skipped", f"the {rt.target} exporter has no {precision} (it offers {', '.join(exporter.precisions)})")
+    out = work / "artifacts" / f"{src.variant}-{rt.target}-{precision}-t{src.segments}-s{src.size}"
+    sha = file_sha256(src.checkpoint)
+    meta_path = out / "metadata.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        found = [p for p in out.iterdir() if p.suffix == rt.suffix]
+        if found and json.dumps(meta).find(sha) >= 0:
+            log.info("reusing %s", found[0])
+            return found[0], None
+    log.info("exporting %s to %s %s (T=%d, %d px)...", src.variant, rt.target, precision, src.segments, src.size)
+    t0 = time.perf_counter()
+    try:
+        res = export_model(src.checkpoint, rt.target, out, precision=precision, size=src.size, verify=opts.verify,
+                           parity_clips=opts.parity_clips, force=True)
+    except ActionNetError as e:
+        return None, ("error", f"export failed: {e}")
+    except Exception as e:  # a converter crash must not lose the other measurements
+        log.exception("export of %s to %s %s crashed", src.variant, rt.target, precision)
+        return None, ("error", f"export crashed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    log.info("exported %s in %.0f s", res.artifact.name, time.perf_counter() - t0)
+    return res.artifact, None
+
+
+def _artifact_sources(artifacts: list[Path], opts: BenchOptions) -> list[tuple[Source, str, str, Path]]:
+    """(source, runtime, precision, file) for each ``--artifact``; its metadata.json names the variant."""
+    out = []
+    explicit = set(opts.runtimes)
+    for path in artifacts:
+        if not path.exists():
+            raise ActionNetError(f"artifact '{path}' does not exist")
+        rt = runtime_for_artifact(path)
+        if explicit and rt.name not in explicit:
+            raise ActionNetError(f"artifact '{path.name}' does not match runtime(s) {', '.join(sorted(explicit))} "
+                                 f"({path.suffix} runs on {rt.name})")
+        check_artifact(path, rt.name)
+        if rt.missing() and not rt.macos_only and not opts.device:
+            raise ActionNetError(f"cannot measure {path.name}: {rt.missing()}")
+        meta_file = path.parent / "metadata.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        if rt.name == "pytorch":
+            from ..checkpoint import read_checkpoint
+
+            raw = read_checkpoint(path)
+            config, precision = raw["model"], "fp32"
+            segments, size = int(opts.segments or config["num_segments"]), int(opts.size or raw["preprocess"]["size"])
+        else:
+            config = meta.get("model_config") or meta.get("model") or {}
+            precision = meta.get("precision") or (opts.precisions[0] if len(opts.precisions) == 1 else "unknown")
+            segments = int(meta.get("segments") or opts.segments or config.get("num_segments") or 8)
+            size = int(meta.get("size") or opts.size or 224)
+        variant = TEMPORAL_TO_VARIANT.get(config.get("temporal"), config.get("temporal") or "unknown")
+        macs = params = None
+        if config.get("arch"):
+            macs, params = _profile({**config, "num_segments": segments}, size)
+        out.append((Source(variant, path if rt.name == "pytorch" else None, config, macs, params, segments, size),
+                    rt.name, precision, path))
+    return out
+
+
+def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None = None,
+              options: BenchOptions | None = None, out: Path | None = None, work: Path | None = None,
+              command: str | None = None, echo: Callable[[str], None] = print) -> dict:
+    """Measure, write report.json / report.md / PNGs into ``out`` (if given) and return the report dict."""
+    opts = options or BenchOptions()
+    opts.validate()
+    notes: list[str] = []
+    work = Path(work or (out / "work" if out else Path("bench_work")))
+    versions = {name: rt.version() for name, rt in RUNTIMES.items()}
+    machine = describe(versions)
+    if machine.load_avg and machine.load_avg[0] > 0.5 * machine.logical_cores:
+        notes.append(f"the machine was busy: load average {machine.load_avg} on {machine.logical_cores} cores at "
+                     "the start; latencies are noisier and slower than on a quiet machine")
+    serial = adb.parse_device(opts.device) if opts.device else None
+
+    # what to measure: (source, runtime, precision, artifact | None, (status, reason) if not measurable)
+    plan: list[tuple[Source, str, str, Path | None, tuple | None]] = []
+    if artifacts:
+        for src, rt, prec, path in _artifact_sources([Path(a) for a in artifacts], opts):
+            plan.append((src, rt, prec, path, None))
+    else:
+        sources = prepare_sources(Path(checkpoint) if checkpoint else None, opts, work, notes)
+        for src in sources:
+            for rt in opts.runtimes:
+                for prec in opts.precisions:
+                    if rt == "pytorch":
+                        if prec == "fp32":
+                            plan.append((src, rt, prec, src.checkpoint, None))
+                        continue
+                    missing = None if serial else RUNTIMES[rt].missing()
+                    if missing:
+                        plan.append((src, rt, prec, None, ("skipped", missing)))
+                        continue
+                    artifact, reason = _export(src, rt, prec, work, opts)
+                    plan.append((src, rt, prec, artifact, reason))
+
+    rows: list[dict] = []
+    total = sum(len(opts.threads) for *_, a, r in plan if a is not None and r is None)
+    done, t_start = 0, time.perf_counter()
+    for src, rt, prec, artifact, reason in plan:
+        for threads in opts.threads:
+            row = {"variant": src.variant, "runtime": rt, "precision": prec, "threads": threads,
+                   "device": opts.device or "local", "segments": src.segments, "size": src.size,
+                   "artifact": str(artifact) if artifact else None,
+                   "file_mb": file_mb(artifact), "macs": src.macs, "params": src.params,
+                   "latency_ms_median": None, "latency_ms_p90": None, "latency_ms_min": None, "peak_rss_mb": None}
+            if reason or artifact is None:
+                status, why = reason or ("error", "no artifact")
+                rows.append({**row, "status": status, "reason": why})
+                continue
+            shape = (1, src.segments, 3, src.size, src.size)
+            if serial:
+                res = adb.run_on_device(serial, rt, artifact, opts.binaries[rt], threads=threads, warmup=opts.warmup,
+                                        runs=opts.runs, dry_run=opts.dry_run, echo=echo)
+                if res is None:  # dry run
+                    continue
+            else:
+                res = measure(rt, artifact=artifact, config=src.config, shape=shape, threads=threads, warmup=opts.warmup, runs=opts.runs,
+                              max_seconds=opts.max_seconds)
+            done += 1
+            if "error" in res or "skipped" in res:
+                rows.append({**row, "status": "error" if "error" in res else "skipped",
+                             "reason": res.get("error") or res.get("skipped")})
+                log.warning("[%d/%d] %s %s %s %d thr: %s", done, total, src.variant, rt, prec, threads, rows[-1]["reason"])
+                continue
+            row.update(res, status="ok")
+            if not serial and src.macs:
+                row["floor_ms"] = machine.floor_ms(src.macs, threads, prec)
+                row["x_floor"] = row["latency_ms_median"] / row["floor_ms"] if row["floor_ms"] else None
+            rows.append(row)
+            elapsed = time.perf_counter() - t_start
+            log.info("[%d/%d] %s %s %s %d thr: median %.2f ms, p90 %.2f ms, peak RSS %.0f MiB (ETA %.0f s)",
+                     done, total, src.variant, rt, prec, threads, row["latency_ms_median"] or float("nan"),
+                     row["latency_ms_p90"] or float("nan"), row.get("peak_rss_mb") or float("nan"),
+                     elapsed / done * (total - done))
+    if opts.dry_run:
+        return {"schema": SCHEMA, "dry_run": True, "rows": []}
+
+    from .report import UNITS, goals, render
+
+    report = {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command or shlex.join(sys.argv),
+        "machine": machine.to_dict(),
+        "config": {"arch": next((s.config.get("arch") for s, *_ in plan), None),
+                   "width_mult": next((s.config.get("width_mult") for s, *_ in plan), None),
+                   "segments": plan[0][0].segments if plan else opts.segments,
+                   "size": plan[0][0].size if plan else opts.size, "threads": opts.threads,
+                   "warmup": opts.warmup, "runs": opts.runs, "device": opts.device or "local",
+                   "verify": opts.verify},
+        "units": UNITS,
+        "rows": rows,
+        "goals": [] if serial else goals(rows),
+        "accuracy": opts.accuracy,
+        "notes": notes,
+        "profiles": {},
+    }
+    missed = any(g["met"] is False for g in report["goals"])
+    if not serial and (opts.profile or (opts.profile is None and missed)):
+        report["profiles"] = _profiles(rows, max(opts.threads))
+    if out:
+        render(report, Path(out))
+    return report
+
+
+def _profiles(rows: list[dict], threads: int) -> dict:
+    """Per-op profiles of the ACTION (else first variant's) ExecuTorch and LiteRT artifacts."""
+    from .opprofile import etdump_profile, litert_ops
+
+    prof = {}
+    ok = [r for r in rows if r.get("status") == "ok" and r["threads"] == threads]
+    variant = "action" if any(r["variant"] == "action" for r in ok) else (ok[0]["variant"] if ok else None)
+    for r in ok:
+        if r["variant"] != variant or r["runtime"] not in ("executorch", "litert"):
+            continue
+        key = f"{r['variant']} {r['runtime']} {r['precision']} ({threads} thr)"
+        log.info("per-op profile: %s", key)
+        try:
+            if r["runtime"] == "executorch":
+                prof[key] = etdump_profile(Path(r["artifact"]), (1, r["segments"], 3, r["size"], r["size"]), threads)
+            else:
+                prof[key] = litert_ops(Path(r["artifact"]), threads)
+        except Exception as e:  # a profiler problem must not lose the measurements
+            log.warning("profile of %s failed: %s", key, e)
+            prof[key] = {"summary": f"profile failed: {type(e).__name__}: {e}"}
+    return prof

@@ -1,0 +1,200 @@
+"""One latency measurement in its own process (run as a script, not imported by the package).
+
+``python worker.py SPEC.json`` loads ONE artifact in ONE runtime with the requested thread
+count, runs ``warmup`` untimed clips and ``runs`` timed clips of shape (1, T, 3, S, S), and
+prints one JSON line ``{"latencies_ms": [...], "load_ms": ..., ...}`` on stdout. The parent
+reads the process's peak RSS from the same line (VmHWM of /proc/self/status, the
+high-water mark of this process's own memory; ``ru_maxrss`` elsewhere).
+
+It is started by file path so that the ``actionnet_edge`` package (and with it torch) is
+only imported by the runtimes that need it: ONNX Runtime and LiteRT measurements carry no
+PyTorch in their memory figures. Only the standard library and numpy are imported here at
+module level.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+# started by path: drop this directory from sys.path so `profile.py` here cannot shadow the stdlib
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+
+def _adapt(shape: tuple, clip: np.ndarray) -> np.ndarray:
+    """Reshape the NCHW clip to the artifact's input: as is, or NHWC (N, T, S, S, 3)."""
+    if tuple(shape) == clip.shape or not shape:
+        return clip
+    nhwc = clip.transpose(0, 1, 3, 4, 2)
+    if tuple(shape) == nhwc.shape:
+        return np.ascontiguousarray(nhwc)
+    raise ValueError(f"artifact input shape {tuple(shape)} does not fit a clip of shape {clip.shape}")
+
+
+def _pytorch(spec: dict, clip: np.ndarray):
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from actionnet_edge.checkpoint import load_checkpoint
+    from actionnet_edge.models import build_from_config
+
+    if spec.get("artifact"):
+        model = load_checkpoint(spec["artifact"]).model
+    else:
+        model = build_from_config(spec["config"])
+    model.eval()
+    x = torch.from_numpy(clip)
+
+    def run() -> np.ndarray:
+        with torch.inference_mode():
+            return model(x).numpy()
+
+    return run
+
+
+def _executorch(spec: dict, clip: np.ndarray):
+    import torch
+    from executorch.extension.pybindings import portable_lib as et
+
+    et._unsafe_reset_threadpool(spec["threads"])
+    module = et._load_for_executorch(spec["artifact"], enable_etdump=bool(spec.get("etdump")))
+    meta = module.method_meta("forward")
+    x = torch.from_numpy(_adapt(tuple(meta.input_tensor_meta(0).sizes()), clip))
+
+    def run() -> np.ndarray:
+        return module.forward([x])[0].numpy()
+
+    run.module = module  # type: ignore[attr-defined]
+    return run
+
+
+def _litert(spec: dict, clip: np.ndarray):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=spec["artifact"], num_threads=spec["threads"])
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    x = _adapt(tuple(inp["shape"]), clip)
+    if inp["dtype"] != np.float32:  # integer I/O: quantize with the tensor's own parameters
+        scale, zero = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+
+    def run() -> np.ndarray:
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        if out["dtype"] != np.float32:
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y
+
+    return run
+
+
+def _onnxruntime(spec: dict, clip: np.ndarray):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = spec["threads"]
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(spec["artifact"], opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    x = _adapt(tuple(d if isinstance(d, int) else clip.shape[i] for i, d in enumerate(inp.shape)), clip)
+
+    def run() -> np.ndarray:
+        return sess.run(None, {inp.name: x})[0]
+
+    return run
+
+
+def _coreml(spec: dict, clip: np.ndarray):
+    if platform.system() != "Darwin":
+        raise RuntimeError("skipped: CoreML runs only on macOS")
+    import coremltools as ct
+
+    model = ct.models.MLModel(spec["artifact"], compute_units=ct.ComputeUnit.CPU_AND_NE)
+    desc = model.get_spec().description
+    name = desc.input[0].name
+    shape = tuple(desc.input[0].type.multiArrayType.shape)
+    x = _adapt(shape, clip)
+
+    def run() -> np.ndarray:
+        return np.asarray(next(iter(model.predict({name: x}).values())))
+
+    return run
+
+
+LOADERS = {"pytorch": _pytorch, "executorch": _executorch, "litert": _litert,
+           "onnxruntime": _onnxruntime, "coreml": _coreml}
+
+
+def _mem_mb(field: str) -> float | None:
+    """VmRSS / VmHWM (peak) of this process in MiB. VmHWM belongs to this process's own address
+    space, so unlike the parent's ``ru_maxrss`` of a child it does not include the parent's memory
+    at fork time."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    if field == "VmHWM":  # not Linux: ru_maxrss (bytes on macOS, KiB elsewhere)
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0)
+    return None
+
+
+def measure(spec: dict) -> dict:
+    """Load, warm up and time one artifact; see the module docstring for ``spec``."""
+    clip = np.random.default_rng(0).standard_normal(tuple(spec["shape"])).astype(np.float32)
+    t0 = time.perf_counter()
+    run = LOADERS[spec["runtime"]](spec, clip)
+    y = run()  # first call (often slower: lazy init), reported separately
+    load_ms = (time.perf_counter() - t0) * 1e3
+    rss_loaded = _mem_mb("VmRSS")
+    for _ in range(spec["warmup"]):
+        run()
+    lat = []
+    deadline = time.perf_counter() + spec.get("max_seconds", 1e9)
+    for _ in range(spec["runs"]):
+        t = time.perf_counter()
+        run()
+        lat.append((time.perf_counter() - t) * 1e3)
+        if t > deadline and len(lat) >= 3:
+            break
+    result = {"latencies_ms": lat, "load_and_first_ms": load_ms, "rss_after_load_mb": rss_loaded,
+              "peak_rss_mb": _mem_mb("VmHWM"), "output_shape": list(np.shape(y)), "output_finite": bool(np.isfinite(y).all())}
+    if spec.get("etdump") and spec["runtime"] == "executorch":
+        run.module.write_etdump_result_to_file(spec["etdump"], spec["etdump"] + ".debug")  # type: ignore[attr-defined]
+    return result
+
+
+def main(argv: list[str]) -> int:
+    with open(argv[1]) as f:
+        spec = json.load(f)
+    try:
+        result = measure(spec)
+    except Exception as e:  # reported to the parent as one line, the traceback goes to stderr
+        import traceback
+
+        traceback.print_exc()
+        result = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Reproduce the committed benchmark (benchmarks/results/<date>-<cpu>-<threads>t/):
+# MobileNetV2 TSN / TSM / ACTION side by side, 8 frames x 224 px, fp32 and int8, on every
+# runtime installed here (PyTorch eager, ExecuTorch XNNPACK, LiteRT, ONNX Runtime; CoreML
+# only on macOS). Every export is parity-checked; every measurement runs in its own process.
+#
+#   PYTHON=/path/to/venv/bin/python benchmarks/run_bench.sh   # bundled checkpoint (or fresh weights), 2 threads
+#   THREADS=1,2 benchmarks/run_bench.sh --checkpoint runs/jester/best.pt
+#
+# Conversions of the full-size model take minutes each; they are kept in $WORK and reused
+# by the next run with the same checkpoint. Run it on a quiet machine: the report records
+# the load average at the start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${THREADS:-2}
+RUNS=${RUNS:-30}
+PARITY_CLIPS=${PARITY_CLIPS:-32}
+CPU=$(python3 -c 'import re;m=[l.split(":",1)[1] for l in open("/proc/cpuinfo") if l.startswith("model name")];print(re.sub(r"[^a-z0-9]+","-",(m[0] if m else "cpu").lower()).strip("-"))' 2>/dev/null || uname -m)
+OUT=${OUT:-benchmarks/results/$(date -u +%Y-%m-%d)-${CPU}-${THREADS//,/-}t}
+WORK=${WORK:-bench_work/mbv2-t8-s224}
+exec nice -n "${NICE:-5}" "${PYTHON:-python}" -m actionnet_edge bench \
+  --segments 8 --size 224 --variants tsn,tsm,action --precision fp32,int8 \
+  --threads "$THREADS" --warmup 5 --runs "$RUNS" --parity-clips "$PARITY_CLIPS" \
+  --out "$OUT" --work "$WORK" --profile "$@"
