@@ -1,0 +1,61 @@
+"""CoreML exporter: fp16 ML program converted on any OS; what Linux can check (reload, I/O, MIL
+ops, metadata); predict skipped with its reason off macOS. One conversion per module."""
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import pytest
+import torch
+
+from actionnet_edge.export import RuntimeUnavailable
+from actionnet_edge.models import create_model
+
+pytest.importorskip("coremltools")
+
+from actionnet_edge.export.coreml import EXPORTER, read_embedded_metadata  # noqa: E402
+from actionnet_edge.export.edge import to_edge  # noqa: E402
+
+T, S, K = 4, 64, 5
+META = {"labels": [f"g{i}" for i in range(K)], "segments": T, "size": S, "model": {"arch": "mobilenet_v2"}}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("mobilenet_v2", "action", T, K, 0.25, dropout=0.0).eval()
+
+
+@pytest.fixture(scope="module")
+def fp16(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("coreml") / "m_fp16.mlpackage"
+    info = EXPORTER.convert(to_edge(model), torch.zeros(1, T, 3, S, S), "fp16", path, metadata=META)
+    return path, info
+
+
+def test_fp16_package_checked_on_linux(fp16):
+    path, info = fp16
+    assert path.is_dir() and (path / "Manifest.json").is_file()
+    c = info["linux_checks"]
+    assert c["reloads"] and c["model_type"] == "mlProgram" and info["deployment_target"] == "iOS16"
+    assert c["inputs"] == [{"name": "clips", "shape": [1, T, 3, S, S], "dtype": "float32"}]
+    assert c["outputs"][0]["name"] == "logits"
+    ops = c["mil_ops"]
+    assert ops.get("conv", 0) > 20 and "sigmoid" in ops  # the edge form: 2-D convs only
+    assert not any("conv3d" in k or "conv_3d" in k for k in ops)
+    assert ops.get("cast", 0) >= 1  # fp16 compute: fp32 input cast to fp16
+    assert read_embedded_metadata(path) == META
+    assert {"actionnet_edge", "labels"} <= set(c["metadata_keys"])
+
+
+def test_predict_needs_macos(model, fp16):
+    path, _ = fp16
+    if platform.system() == "Darwin":
+        run = EXPORTER.load(path)
+        x = torch.randn(2, T, 3, S, S)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        np.testing.assert_allclose(run(x.numpy()), ref, atol=5e-2 * max(1.0, np.abs(ref).max()))
+    else:
+        with pytest.raises(RuntimeUnavailable, match="CoreML runtime needs macOS"):
+            EXPORTER.load(path)
