@@ -18,10 +18,15 @@ from ..errors import ActionNetError, unknown_name
 # command name -> module in this package that defines a click command called `command`
 COMMANDS = {
     "profile": "profile",
+    "train": "train",
+    "data": "data",
     "bench": "bench",
     "evaluate": "evaluate",
     "cam": "cam",
     "demo": "demo",
+    "export": "export",
+    "quickstart": "quickstart",
+    "qat": "qat",
 }
 
 

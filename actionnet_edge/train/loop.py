@@ -142,26 +142,13 @@ def _rng_state() -> dict[str, Any]:
 @torch.no_grad()
 def evaluate_model(model: nn.Module, loader: DataLoader, device: torch.device,
                    set_train_mode: Callable[[nn.Module, bool], None] = _default_train_mode) -> dict[str, float]:
-    """Top-1/top-5/loss over ``loader`` (summed across DDP ranks)."""
-    set_train_mode(model, False)
-    sums = torch.zeros(5, dtype=torch.float64)  # n, top1, top5, loss, bad
-    for batch in loader:
-        sums[4] += len(batch["bad"])
-        if len(batch["labels"]) == 0:
-            continue
-        x, y = batch["clips"].to(device), batch["labels"].to(device)
-        out = model(x).float()
-        k = min(5, out.shape[1])
-        top = out.topk(k, 1).indices
-        sums[0] += len(y)
-        sums[1] += (top[:, 0] == y).sum().item()
-        sums[2] += (top == y[:, None]).any(1).sum().item()
-        sums[3] += F.cross_entropy(out, y, reduction="sum").item()
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(sums)
-    n = max(sums[0].item(), 1.0)
-    return {"top1": sums[1].item() / n, "top5": sums[2].item() / n, "loss": sums[3].item() / n,
-            "samples": int(sums[0].item()), "bad": int(sums[4].item())}
+    """Top-1/top-5/loss over ``loader`` (summed across DDP ranks), via the one evaluation
+    function :func:`actionnet_edge.train.evaluate.evaluate`."""
+    from .evaluate import evaluate
+
+    r = evaluate(model, loader, device=device, set_train_mode=set_train_mode, log_every=60.0)
+    return {"top1": r["top1"], "top5": r["top5"], "loss": r["loss"], "samples": int(r["num_samples"]),
+            "bad": int(r["skipped"])}
 
 
 # ----------------------------------------------------------------------------- the loop

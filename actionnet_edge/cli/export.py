@@ -1,0 +1,70 @@
+"""`actionnet-edge export`: a checkpoint to an edge artifact, verified in its own runtime."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..export import LAYOUTS, PRECISIONS, list_targets
+from ..export.parity import Thresholds
+from .options import choice
+
+
+def _targets():
+    return list_targets()
+
+
+@click.command("export")
+@click.option("--target", required=True, callback=choice(_targets, "export target"),
+              help="executorch, tflite, coreml or onnx (those installed).")
+@click.option("--checkpoint", "checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Float or QAT checkpoint [default: the bundled model].")
+@click.option("--precision", default="fp32", show_default=True, callback=choice(lambda: PRECISIONS, "precision"))
+@click.option("--output", type=click.Path(), default=None,
+              help="Folder to create [default: exports/<checkpoint>-<target>-<precision>].")
+@click.option("--segments", type=click.IntRange(min=2), default=None, help="Frames per clip T [default: checkpoint's].")
+@click.option("--size", type=click.IntRange(min=32), default=None, help="Input side S [default: checkpoint's].")
+@click.option("--layout", default="NCHW", show_default=True, callback=choice(lambda: LAYOUTS, "layout"),
+              help="Input layout: NCHW (N,T,3,S,S) or NHWC (N,T,S,S,3).")
+@click.option("--data-root", type=click.Path(), default=None, help="Dataset folder for parity (val) / calibration (train) clips.")
+@click.option("--dataset", default=None, help="Reader of --data-root (jester, egogesture, ssv2, csv, synthetic).")
+@click.option("--calib-clips", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Clips for post-training calibration (int8 from a float checkpoint).")
+@click.option("--parity-clips", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--no-verify", is_flag=True, help="Skip the parity check (the report says nothing was checked).")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@click.option("--min-cosine", default=Thresholds.min_cosine, show_default=True, type=float, help="fp32 cosine vs float.")
+@click.option("--min-cosine-fp16", default=Thresholds.min_cosine_fp16, show_default=True, type=float)
+@click.option("--min-top1", default=Thresholds.min_top1, show_default=True, type=float,
+              help="fp32/fp16 top-1 agreement with float (0..1).")
+@click.option("--min-sqnr", default=Thresholds.min_sqnr_db, show_default=True, type=float, help="int8 SQNR vs float, dB.")
+@click.option("--min-top1-int8", default=Thresholds.min_top1_int8, show_default=True, type=float,
+              help="int8 top-1 agreement with float (0..1).")
+@click.option("--converter", default=None, help="Exporter-specific converter (tflite: litert-torch or onnx2tf).")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
+def command(target, checkpoint, precision, output, segments, size, layout, data_root, dataset, calib_clips,
+            parity_clips, no_verify, force, min_cosine, min_cosine_fp16, min_top1, min_sqnr, min_top1_int8,
+            converter, as_json):
+    """Export a checkpoint to TARGET and check numeric parity in the target's own runtime."""
+    from ..export.api import export_model
+
+    th = Thresholds(min_cosine, min_cosine_fp16, min_top1, min_sqnr, min_top1_int8)
+    options = {"converter": converter} if converter else {}
+    res = export_model(checkpoint, target, output, precision=precision, segments=segments, size=size, layout=layout,
+                       data_root=data_root, dataset=dataset, calib_clips=calib_clips, parity_clips=parity_clips,
+                       verify=not no_verify, force=force, thresholds=th, **options)
+    if as_json:
+        click.echo(json.dumps({"output": str(res.output), **res.report}, indent=2))
+        return
+    p = res.parity
+    click.echo(f"wrote {res.artifact} ({res.report['size_bytes'] / 1e6:.2f} MB) + metadata.json + report.json")
+    if p.get("verified"):
+        vf = p["vs_float"]
+        click.echo(f"parity passed on {p['clips']} clips ({p['source']}): max abs err {vf['max_abs_err']:.3g}, "
+                   f"cosine {vf['cosine']:.6f}, SQNR {vf['sqnr_db']:.1f} dB, top-1 agreement {vf['top1_agreement']:.1%}")
+    else:
+        click.echo(f"parity NOT checked: {p.get('skipped')}")
+    conv = res.report["convert"]
+    if "non_delegated_compute_ops" in conv:
+        nd = conv["non_delegated_compute_ops"]
+        click.echo(f"delegated subgraphs: {conv['delegated_subgraphs']}; non-delegated compute ops: {nd or 'none'}")

@@ -1,0 +1,73 @@
+"""The exporter protocol: one small interface per target format.
+
+Every target lives in its own module ``actionnet_edge/export/<name>.py`` that defines a
+module-level ``EXPORTER`` object following :class:`Exporter`; the registry in
+:mod:`actionnet_edge.export` collects them. Toolchains are imported lazily inside the
+methods so that importing this package never needs an optional backend.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+PRECISIONS = ("fp32", "fp16", "int8")
+LAYOUTS = ("NCHW", "NHWC")
+
+#: a runner: (N, T, 3, S, S) float32 NCHW clips -> (N, K) float32 logits
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+class RuntimeUnavailable(Exception):
+    """The artifact's runtime cannot run here (e.g. CoreML on Linux); ``str`` = reason."""
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """One target format. See the module docstring for how a target registers."""
+
+    name: str  # "executorch" | "tflite" | "coreml" | "onnx"
+    suffix: str  # ".pte" | ".tflite" | ".mlpackage" | ".onnx"
+    extra: str  # the pip extra that installs its toolchain, e.g. "executorch"
+    precisions: tuple[str, ...]  # subset of PRECISIONS
+    quant_backend: str | None  # PT2E quantizer for int8: "xnnpack" | "litert" | "coreml" | None
+
+    def check_available(self) -> None:
+        """Raise ActionNetError("... pip install 'actionnet-edge[EXTRA]'") if the toolchain is missing."""
+        ...
+
+    def convert(self, model: nn.Module, example: torch.Tensor, precision: str, path: Path,
+                *, layout: str = "NCHW", metadata: dict, **options) -> dict:
+        """Write the artifact to ``path`` (a temp path chosen by the caller).
+
+        ``model`` is the edge form (float, eval) for fp32/fp16, or the converted PT2E int8
+        model for int8. ``example`` is (1, T, 3, S, S). Returns info for report.json
+        (e.g. delegated / non-delegated ops, op list).
+        """
+        ...
+
+    def load(self, path: Path, *, layout: str = "NCHW") -> Runner:
+        """A runner in the artifact's OWN runtime: (N, T, 3, S, S) float32 NCHW clips -> (N, K)
+        logits (the runner transposes to NHWC itself when the artifact takes NHWC).
+        Raises :class:`RuntimeUnavailable`."""
+        ...
+
+
+def missing_extra(target: str, extra: str, err: Exception) -> "ActionNetError":
+    """The one-line error for a missing optional toolchain, naming the extra to install."""
+    from ..errors import ActionNetError
+
+    return ActionNetError(
+        f"the {target} exporter needs its toolchain ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+        f"install it with: pip install 'actionnet-edge[{extra}]'"
+    )
+
+
+def to_layout(clips: np.ndarray, layout: str) -> np.ndarray:
+    """(N, T, 3, S, S) NCHW clips -> the artifact's layout ((N, T, S, S, 3) for NHWC)."""
+    if layout == "NHWC":
+        return np.ascontiguousarray(clips.transpose(0, 1, 3, 4, 2))
+    return np.ascontiguousarray(clips)

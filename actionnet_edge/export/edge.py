@@ -1,0 +1,238 @@
+"""The edge form: the same ACTION-Net computation written with ops every mobile runtime
+runs natively (4-D tensors, 2-D convolutions, no Conv3d, no Conv1d, no 5-D transposes).
+
+:func:`to_edge` builds it from a trained :class:`~actionnet_edge.models.ActionNet`; the
+training form stays the one model definition and the edge form is tested equal to it.
+
+Rewrites (x is the backbone's (N*T, C, H, W) activation):
+
+* learnable shift, depthwise Conv1d(k=3) over T -> (N, C, T, HW) view + depthwise Conv2d((3, 1));
+* STE: channel mean -> fixed 1x1 Conv2d(C, 1) of weight 1/C; Conv3d(1, 1, 3x3x3) over
+  (N, 1, T, H, W) -> Conv2d(T, T, 3x3) over (N, T, H, W) with the kernel's three taps on the
+  band t-1, t, t+1 (zero padding in time is the band's edge);
+* CE: Conv1d(r, r, 3) over T -> 1x1 Conv2d(T*r, T*r) over (N, T*r, 1, 1), block-banded;
+* ME: spatial pooling moved before the frame difference (both linear), the difference on
+  (N, T, r) slices;
+* ACTION's ``sum(x + x * m_p)`` -> ``x * (P + sum(m_p))``;
+* TSM's shift on 4-D (N, T, C, HW) slices;
+* causal models (taps t-2, t-1, t) get the same rewrites with the band shifted one frame back;
+* consensus: mean of per-frame features over T, then the classifier (linear, so equal to
+  the mean of per-frame logits).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.temporal import CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalShift, TemporalWrapper
+
+
+def _tap_offset(src: nn.Module) -> int:
+    """Frame offset of a temporal kernel's first tap: t-1 (centred) or t-2 (causal)."""
+    return -2 if getattr(src, "causal", False) else -1
+
+
+class EdgeLearnableShift(nn.Module):
+    """Depthwise temporal conv as a depthwise Conv2d((3, 1)) on a (N, C, T, H*W) view."""
+
+    def __init__(self, src: LearnableShift) -> None:
+        super().__init__()
+        self.t, self.causal = src.num_segments, bool(getattr(src, "causal", False))
+        c = src.channels
+        self.conv = nn.Conv2d(c, c, (3, 1), padding=(0, 0) if self.causal else (1, 0), groups=c, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(src.conv.weight.detach().unsqueeze(-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        y = x.reshape(nt // self.t, self.t, c, h * w).transpose(1, 2)  # N, C, T, HW
+        if self.causal:  # taps t-2, t-1, t
+            y = F.pad(y, (0, 0, 2, 0))
+        return self.conv(y).transpose(1, 2).reshape(nt, c, h, w)
+
+
+class EdgeSTE(nn.Module):
+    """STE with a fixed-weight 1x1 conv for the channel mean and a banded Conv2d(T, T) for Conv3d."""
+
+    def __init__(self, src: STE) -> None:
+        super().__init__()
+        t, c = src.num_segments, src.channels
+        self.t = t
+        self.mean = nn.Conv2d(c, 1, 1, bias=False)
+        self.conv = nn.Conv2d(t, t, 3, padding=1, bias=False)
+        k3 = src.conv.weight.detach()[0, 0]  # (3, 3, 3): time tap, kh, kw
+        off = _tap_offset(src)
+        w = torch.zeros(t, t, 3, 3, dtype=k3.dtype)
+        for to in range(t):
+            for k in range(3):
+                ti = to + k + off
+                if 0 <= ti < t:
+                    w[to, ti] = k3[k]
+        with torch.no_grad():
+            self.mean.weight.fill_(1.0 / c)
+            self.conv.weight.copy_(w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt, _, h, w = x.shape
+        f = self.mean(x).reshape(nt // self.t, self.t, h, w)  # frames as channels
+        return torch.sigmoid(self.conv(f).reshape(nt, 1, h, w))
+
+
+class EdgeCE(nn.Module):
+    """CE with the temporal Conv1d(r, r, 3) as a block-banded 1x1 Conv2d(T*r, T*r)."""
+
+    def __init__(self, src: CE) -> None:
+        super().__init__()
+        t = src.num_segments
+        self.t = t
+        self.squeeze = copy.deepcopy(src.squeeze)
+        self.expand = copy.deepcopy(src.expand)
+        k1 = src.temporal.weight.detach()  # (r, r, 3)
+        r = k1.shape[0]
+        self.temporal = nn.Conv2d(t * r, t * r, 1, bias=False)
+        off = _tap_offset(src)
+        w = torch.zeros(t * r, t * r, dtype=k1.dtype)
+        for to in range(t):
+            for k in range(3):
+                ti = to + k + off
+                if 0 <= ti < t:
+                    w[to * r:(to + 1) * r, ti * r:(ti + 1) * r] = k1[:, :, k]
+        with torch.no_grad():
+            self.temporal.weight.copy_(w[:, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt = x.shape[0]
+        f = self.squeeze(x.mean((2, 3), keepdim=True))  # NT, r, 1, 1
+        r = f.shape[1]
+        f = F.relu(self.temporal(f.reshape(nt // self.t, self.t * r, 1, 1)))
+        return torch.sigmoid(self.expand(f.reshape(nt, r, 1, 1)))
+
+
+class EdgeME(nn.Module):
+    """ME with pooling before the frame difference (pooling is linear, so the result is equal)."""
+
+    def __init__(self, src: ME) -> None:
+        super().__init__()
+        self.t, self.causal = src.num_segments, bool(getattr(src, "causal", False))
+        self.squeeze = copy.deepcopy(src.squeeze)
+        self.bn = copy.deepcopy(src.bn)
+        self.conv = copy.deepcopy(src.conv)
+        self.expand = copy.deepcopy(src.expand)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.bn(self.squeeze(x))
+        nt, r = f.shape[:2]
+        n = nt // self.t
+        now = f.mean((2, 3), keepdim=True).reshape(n, self.t, r)
+        nxt = self.conv(f).mean((2, 3), keepdim=True).reshape(n, self.t, r)
+        if self.causal:  # K*F[t] - F[t-1], F[-1] = 0
+            d = nxt - F.pad(now[:, :-1], (0, 0, 1, 0))
+        else:
+            d = F.pad(nxt[:, 1:] - now[:, :-1], (0, 0, 0, 1))  # zero motion for the last frame
+        return torch.sigmoid(self.expand(d.reshape(nt, r, 1, 1)))
+
+
+_EDGE_PATHS = {STE: EdgeSTE, CE: EdgeCE, ME: EdgeME}
+
+
+class EdgeAction(nn.Module):
+    """ACTION: shift, then ``x * (P + sum of the path masks)`` (= ``sum(x + x * m_p)``)."""
+
+    def __init__(self, src: Action) -> None:
+        super().__init__()
+        self.shift = EdgeLearnableShift(src.shift)
+        self.paths = nn.ModuleList(_EDGE_PATHS[type(p)](p) for p in src.paths.values())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.shift(x)
+        masks = [p(x) for p in self.paths]
+        # channel masks (NT, C, 1, 1) first, the spatial one (NT, 1, H, W) last: one full-size add
+        masks.sort(key=lambda m: m.shape[1] == 1)
+        total = float(len(masks)) + masks[0]
+        for m in masks[1:]:
+            total = total + m
+        return x * total
+
+
+class EdgeShift(nn.Module):
+    """TSM's zero-padded shift on a 4-D (N, T, C, H*W) view."""
+
+    def __init__(self, src: TemporalShift) -> None:
+        super().__init__()
+        self.t, self.fold, self.causal = src.num_segments, src.fold, bool(getattr(src, "causal", False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        y = x.reshape(nt // self.t, self.t, c, h * w)
+        f = self.fold
+        if self.causal:
+            left = F.pad(y[:, :-1, :f], (0, 0, 0, 0, 1, 0))  # frame t <- t-1
+            right = F.pad(y[:, :-2, f:2 * f], (0, 0, 0, 0, 2, 0))  # frame t <- t-2
+        else:
+            left = F.pad(y[:, 1:, :f], (0, 0, 0, 0, 0, 1))  # frame t <- t+1
+            right = F.pad(y[:, :-1, f:2 * f], (0, 0, 0, 0, 1, 0))  # frame t <- t-1
+        return torch.cat([left, right, y[:, :, 2 * f:]], dim=2).reshape(nt, c, h, w)
+
+
+def edge_temporal(m: nn.Module) -> nn.Module:
+    """The edge form of one temporal module (training form -> export form, same weights)."""
+    if isinstance(m, NoTemporal):
+        return nn.Identity()
+    if isinstance(m, TemporalShift):
+        return EdgeShift(m)
+    if isinstance(m, Action):
+        return EdgeAction(m)
+    raise TypeError(f"no edge form for temporal module {type(m).__name__}")
+
+
+class EdgeActionNet(nn.Module):
+    """(N, T, 3, H, W) normalised clips -> (N, K) clip logits, like ActionNet.forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.config = dict(model.config)
+        self.mean, self.std = model.mean, model.std
+        self.num_segments = int(model.config["num_segments"])
+        self.backbone = copy.deepcopy(model.backbone)
+        for name, mod in list(self.backbone.named_modules()):
+            if isinstance(mod, TemporalWrapper):
+                mod.temporal = edge_temporal(mod.temporal)
+        self.fc = copy.deepcopy(model.fc)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, c, h, w = x.shape
+        feats = self.backbone(x.reshape(n * t, c, h, w))  # NT, D
+        # consensus before the (linear) classifier, as a 4-D spatial mean that XNNPACK delegates
+        feats = feats.reshape(n, t, -1).transpose(1, 2).unsqueeze(-1)  # N, D, T, 1
+        return self.fc(feats.mean((2, 3), keepdim=True).flatten(1))
+
+
+class NHWCInput(nn.Module):
+    """Takes (N, T, H, W, 3) clips (camera layout) and feeds the NCHW model; 4-D permute only."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, h, w, c = x.shape
+        y = x.reshape(n * t, h, w, c).permute(0, 3, 1, 2)
+        return self.model(y.reshape(n, t, c, h, w))
+
+
+def to_edge(model: nn.Module) -> EdgeActionNet:
+    """The export form of a trained ActionNet, in eval mode, numerically equal to ``model.eval()``."""
+    model = getattr(model, "module", model)
+    return EdgeActionNet(model).eval()
+
+
+def with_layout(model: nn.Module, layout: str) -> nn.Module:
+    """``model`` taking NCHW clips, or wrapped to take NHWC (N, T, H, W, 3) clips."""
+    if layout == "NCHW":
+        return model
+    if layout == "NHWC":
+        return NHWCInput(model).eval()
+    raise ValueError(f"layout must be NCHW or NHWC, got {layout}")

@@ -1,0 +1,106 @@
+"""ExecuTorch ``.pte`` with the XNNPACK delegate (fp32, and int8 from a converted PT2E model).
+
+Labels and preprocessing are embedded as a constant method ``metadata_json`` returning the
+UTF-8 bytes of metadata.json as a uint8 tensor (``method.execute([])[0]``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import RuntimeUnavailable, Runner, missing_extra
+
+log = logging.getLogger(__name__)
+
+#: ops outside the delegate that only reshape/select (no arithmetic) count as trivial
+TRIVIAL_OPS = ("getitem", "view", "reshape", "squeeze", "unsqueeze", "alloc", "clone", "_to_dim_order_copy")
+
+
+def _op_name(target) -> str:
+    name = getattr(target, "__name__", None) or str(target)
+    return str(name).split(":")[0].replace("<EdgeOpOverload: ", "").strip("<>")
+
+
+class ExecuTorchExporter:
+    name = "executorch"
+    suffix = ".pte"
+    extra = "executorch"
+    precisions = ("fp32", "int8")
+    quant_backend = "xnnpack"
+
+    def check_available(self) -> None:
+        try:
+            import executorch.exir  # noqa: F401
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # noqa: F401
+        except ImportError as e:
+            raise missing_extra(self.name, self.extra, e) from None
+
+    def convert(self, model: nn.Module, example: torch.Tensor, precision: str, path: Path,
+                *, layout: str = "NCHW", metadata: dict, **options) -> dict:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        t0 = time.perf_counter()
+        if isinstance(model, torch.fx.GraphModule):  # a converted PT2E model is already a graph
+            ep = torch.export.export(model, (example,), strict=False)
+        else:
+            ep = torch.export.export(model.eval(), (example,))
+        t1 = time.perf_counter()
+        blob = torch.frombuffer(bytearray(json.dumps(metadata, sort_keys=True).encode()), dtype=torch.uint8)
+        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
+                                           constant_methods={"metadata_json": blob})
+        t2 = time.perf_counter()
+        graph = edge.exported_program().graph_module.graph
+        ops = Counter(_op_name(n.target) for n in graph.nodes if n.op == "call_function")
+        delegates = ops.pop("executorch_call_delegate", 0)
+        outside = dict(sorted(ops.items()))
+        nontrivial = {k: v for k, v in outside.items() if not any(t in k for t in TRIVIAL_OPS)}
+        prog = edge.to_executorch()
+        Path(path).write_bytes(prog.buffer)
+        t3 = time.perf_counter()
+        log.info("executorch: export %.1fs, lower %.1fs, serialise %.1fs; %d delegated subgraph(s), "
+                 "ops outside the delegate: %s", t1 - t0, t2 - t1, t3 - t2, delegates, outside or "none")
+        if nontrivial:
+            log.warning("executorch: non-delegated compute ops (run by portable kernels): %s", nontrivial)
+        return {
+            "backend": "xnnpack",
+            "delegated_subgraphs": delegates,
+            "non_delegated_ops": outside,
+            "non_delegated_compute_ops": nontrivial,
+            "fully_delegated": not nontrivial,
+            "metadata_embedded": "constant method 'metadata_json' (uint8 tensor of metadata.json)",
+            "stage_seconds": {"export": round(t1 - t0, 2), "lower": round(t2 - t1, 2), "serialise": round(t3 - t2, 2)},
+        }
+
+    def load(self, path: Path, *, layout: str = "NCHW") -> Runner:
+        try:
+            from executorch.runtime import Runtime
+        except ImportError as e:
+            raise RuntimeUnavailable(f"executorch runtime not installed ({e})") from None
+        method = Runtime.get().load_program(str(path)).load_method("forward")
+
+        def run(clips: np.ndarray) -> np.ndarray:
+            # the program has a static batch of 1: run clip by clip
+            outs = [method.execute([torch.from_numpy(np.ascontiguousarray(c[None], dtype=np.float32))])[0]
+                    for c in clips]
+            return torch.cat([o.reshape(1, -1) for o in outs]).numpy()
+
+        return run
+
+
+def read_embedded_metadata(path: Path) -> dict:
+    """metadata.json as embedded in a .pte by :class:`ExecuTorchExporter`."""
+    from executorch.runtime import Runtime
+
+    blob = Runtime.get().load_program(str(path)).load_method("metadata_json").execute([])[0]
+    return json.loads(bytes(blob.numpy().astype(np.uint8)).decode())
+
+
+EXPORTER = ExecuTorchExporter()

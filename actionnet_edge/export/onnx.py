@@ -1,0 +1,96 @@
+"""ONNX (opset 17+) checked with ONNX Runtime; fp32 and fp16 (weights and compute; float32 in/out).
+
+Labels and preprocessing are embedded in the model's ``metadata_props`` (key
+``actionnet_edge.metadata``: metadata.json; ``labels``: JSON list), readable with
+``onnxruntime.InferenceSession(...).get_modelmeta().custom_metadata_map``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import RuntimeUnavailable, Runner, missing_extra, to_layout
+from .edge import with_layout
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+
+
+class OnnxExporter:
+    name = "onnx"
+    suffix = ".onnx"
+    extra = "onnx"
+    precisions = ("fp32", "fp16")
+    quant_backend = None
+
+    def check_available(self) -> None:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError as e:
+            raise missing_extra(self.name, self.extra, e) from None
+
+    def convert(self, model: nn.Module, example: torch.Tensor, precision: str, path: Path,
+                *, layout: str = "NCHW", metadata: dict, **options) -> dict:
+        import onnx
+
+        t0 = time.perf_counter()
+        logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # one INFO line per initializer otherwise
+        model = with_layout(model.eval(), layout)
+        example = torch.from_numpy(to_layout(example.numpy(), layout))
+        if precision == "fp16":
+            model = _Half(model)
+        prog = torch.onnx.export(model, (example,), dynamo=True, opset_version=OPSET,
+                                 input_names=[metadata.get("input_name", "clips")],
+                                 output_names=[metadata.get("output_name", "logits")],
+                                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
+                                 optimize=True, verbose=False)
+        proto = prog.model_proto
+        del proto.metadata_props[:]
+        for k, v in {"actionnet_edge.metadata": json.dumps(metadata, sort_keys=True),
+                     "labels": json.dumps(metadata.get("labels", []))}.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(path))
+        ops = Counter(n.op_type for n in proto.graph.node)
+        log.info("onnx: exported in %.1fs, opset %d, %d nodes", time.perf_counter() - t0, OPSET, sum(ops.values()))
+        return {"opset": OPSET, "ops": dict(sorted(ops.items())), "metadata_embedded": "metadata_props"}
+
+    def load(self, path: Path, *, layout: str = "NCHW") -> Runner:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise RuntimeUnavailable(f"onnxruntime not installed ({e})") from None
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0]
+
+        def run(clips: np.ndarray) -> np.ndarray:
+            x = to_layout(np.asarray(clips, dtype=np.float32), layout)
+            return np.asarray(sess.run(None, {inp.name: x})[0], dtype=np.float32)
+
+        return run
+
+
+class _Half(nn.Module):
+    """fp16 weights and compute with a float32 input and output (a Cast at each end)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model).half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.half()).float()
+
+
+EXPORTER = OnnxExporter()

@@ -1,0 +1,232 @@
+"""export_model / `actionnet-edge export`: every registered target at a tiny size, and bad input.
+
+Each conversion runs once per session (module-scoped fixtures); parity uses few clips to stay fast.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from actionnet_edge.checkpoint import default_preprocess, save_checkpoint
+from actionnet_edge.cli.main import main
+from actionnet_edge.errors import ActionNetError
+from actionnet_edge.export import EXPORTERS, RuntimeUnavailable
+from actionnet_edge.export.parity import Thresholds, evaluate
+from actionnet_edge.models import create_model
+
+T, S, K = 4, 64, 5
+LABELS = [f"gesture_{i}" for i in range(K)]
+CLIPS = 8  # parity clips in tests (the CLI default is 32)
+
+
+def _tiny_model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    m = create_model("mobilenet_v2", "action", T, K, 0.25, dropout=0.0)
+    with torch.no_grad():  # BN scales and a classifier that give logits of order 1
+        for name, b in m.named_buffers():
+            if name.endswith("running_var"):
+                b.copy_(torch.rand_like(b) * 0.5 + 0.5)
+        torch.nn.init.normal_(m.fc.weight, 0, 1.0)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    m = _tiny_model()
+    save_checkpoint(path, m, LABELS, default_preprocess(m, S))
+    return path
+
+
+def _available(name: str) -> bool:
+    try:
+        EXPORTERS[name].check_available()
+        return True
+    except ActionNetError:
+        return False
+
+
+_results: dict = {}
+
+
+def _export(ckpt: Path, root: Path, target: str, precision: str = "fp32"):
+    """One conversion per (target, precision) per session."""
+    from actionnet_edge.export import export_model
+
+    key = (target, precision)
+    if key not in _results:
+        th = Thresholds(min_sqnr_db=5.0, min_top1_int8=0.5)  # PTQ of a random tiny model: loose vs float
+        _results[key] = export_model(ckpt, target, root / f"{target}-{precision}", precision=precision,
+                                     parity_clips=CLIPS, calib_clips=CLIPS, thresholds=th)
+    return _results[key]
+
+
+@pytest.fixture(scope="module")
+def out_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.mark.parametrize("target", list(EXPORTERS))
+def test_export_fp32(target, ckpt, out_root):
+    if not _available(target):
+        pytest.skip(f"{target} toolchain not installed")
+    res = _export(ckpt, out_root, target)
+    exporter = EXPORTERS[target]
+    assert res.artifact.exists() and res.artifact.name.endswith(exporter.suffix)
+    assert sorted(p.name for p in res.output.iterdir()) == sorted([res.artifact.name, "metadata.json", "report.json"])
+    assert not [p for p in out_root.iterdir() if p.name.startswith(".")]  # no temp folder left
+    meta = json.loads((res.output / "metadata.json").read_text())
+    assert meta["labels"] == LABELS and meta["segments"] == T and meta["size"] == S
+    assert meta["target"] == target and meta["precision"] == "fp32" and meta["layout"] == "NCHW"
+    assert meta["artifact"] == res.artifact.name
+    assert meta["input"]["shape"] == [1, T, 3, S, S] and meta["output"]["shape"] == [1, K]
+    assert len(meta["mean"]) == 3 and len(meta["std"]) == 3 and meta["resize"] >= S
+    assert len(meta["source"]["sha256"]) == 64 and meta["toolkit_version"] and "torch" in meta["runtime"]
+    report = json.loads((res.output / "report.json").read_text())
+    assert report["size_bytes"] > 10_000 and report["export_seconds"] > 0
+    p = report["parity"]
+    if p.get("verified"):
+        assert p["passed"] and p["clips"] == CLIPS
+        assert p["vs_float"]["cosine"] >= 0.99999 and p["vs_float"]["top1_agreement"] == 1.0
+        # the runner itself: same numbers as the PyTorch model on fresh clips
+        try:
+            run = exporter.load(res.artifact)
+        except RuntimeUnavailable:
+            return
+        x = torch.randn(2, T, 3, S, S)
+        with torch.no_grad():
+            ref = _tiny_model()(x).numpy()
+        got = run(x.numpy())
+        assert got.shape == (2, K)
+        np.testing.assert_allclose(got, ref, atol=1e-3 * max(1.0, np.abs(ref).max()))
+    else:
+        assert p["skipped"]  # e.g. CoreML on Linux: the reason is recorded
+
+
+def test_executorch_fully_delegated(ckpt, out_root):
+    if not _available("executorch"):
+        pytest.skip("executorch not installed")
+    conv = _export(ckpt, out_root, "executorch").report["convert"]
+    assert conv["delegated_subgraphs"] >= 1
+    assert conv["non_delegated_compute_ops"] == {} and conv["fully_delegated"]
+
+
+def test_executorch_embeds_metadata(ckpt, out_root):
+    if not _available("executorch"):
+        pytest.skip("executorch not installed")
+    from actionnet_edge.export.executorch import read_embedded_metadata
+
+    res = _export(ckpt, out_root, "executorch")
+    assert read_embedded_metadata(res.artifact)["labels"] == LABELS
+
+
+def test_onnx_embeds_metadata(ckpt, out_root):
+    if not _available("onnx"):
+        pytest.skip("onnx not installed")
+    import onnxruntime as ort
+
+    res = _export(ckpt, out_root, "onnx")
+    props = ort.InferenceSession(str(res.artifact)).get_modelmeta().custom_metadata_map
+    assert json.loads(props["labels"]) == LABELS
+    assert json.loads(props["actionnet_edge.metadata"])["segments"] == T
+
+
+def test_executorch_int8(ckpt, out_root):
+    if not _available("executorch"):
+        pytest.skip("executorch not installed")
+    res = _export(ckpt, out_root, "executorch", "int8")
+    p = res.report["parity"]
+    assert p["verified"] and p["passed"]
+    # the .pte reproduces the converted PyTorch int8 model it was lowered from
+    assert p["vs_quantized_pytorch"]["cosine"] >= 0.99
+    assert res.report["quantization"]["method"] == "ptq"
+    assert res.report["size_bytes"] < _export(ckpt, out_root, "executorch").report["size_bytes"]
+    assert res.metadata["precision"] == "int8"
+
+
+def test_parity_math():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(40, K))
+    ok = evaluate("fp32", ref + 1e-7, ref, None, Thresholds())
+    assert ok["passed"] and ok["vs_float"]["top1_agreement"] == 1.0
+    bad = evaluate("int8", ref + rng.normal(size=ref.shape), ref, ref, Thresholds())
+    assert not bad["passed"] and any("sqnr" in f for f in bad["failures"])
+    assert abs(bad["vs_float"]["sqnr_db"] - 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - (ref + 1)) ** 2))) < 5
+
+
+# ----------------------------------------------------------------------------- bad input (CLI)
+def _cli(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def _nothing_left(parent: Path, name: str) -> bool:
+    return not (parent / name).exists() and not [p for p in parent.iterdir() if p.name.startswith(f".{name}.")]
+
+
+def test_unknown_target_suggests(ckpt, tmp_path):
+    r = _cli("export", "--target", "executorh", "--checkpoint", str(ckpt), "--output", str(tmp_path / "o"))
+    assert r.exit_code != 0 and "executorch" in r.output and "Did you mean" in r.output
+
+
+def test_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "junk.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    r = _cli("export", "--target", "onnx", "--checkpoint", str(bad), "--output", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "Error:" in r.output and "checkpoint" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and _nothing_left(tmp_path, "o")
+
+
+def test_arch_mismatch(tmp_path):
+    m = _tiny_model()
+    raw_path = tmp_path / "mismatch.pt"
+    save_checkpoint(raw_path, m, LABELS, default_preprocess(m, S))
+    raw = torch.load(raw_path, weights_only=True)
+    raw["model"]["temporal"] = "shift"  # weights of an ACTION model under a TSM config
+    torch.save(raw, raw_path)
+    r = _cli("export", "--target", "onnx", "--checkpoint", str(raw_path), "--output", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "do not match" in r.output and _nothing_left(tmp_path, "o")
+
+
+def test_output_exists_needs_force(ckpt, tmp_path):
+    (tmp_path / "o").mkdir()
+    r = _cli("export", "--target", "onnx", "--checkpoint", str(ckpt), "--output", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "--force" in r.output
+
+
+def test_missing_backend_names_extra(ckpt, tmp_path, monkeypatch):
+    if "onnx" not in EXPORTERS:
+        pytest.skip("no onnx exporter")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    r = _cli("export", "--target", "onnx", "--checkpoint", str(ckpt), "--output", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "actionnet-edge[onnx]" in r.output and _nothing_left(tmp_path, "o")
+
+
+def test_precision_not_supported(ckpt, tmp_path):
+    if "onnx" not in EXPORTERS:
+        pytest.skip("no onnx exporter")
+    r = _cli("export", "--target", "onnx", "--precision", "int8", "--checkpoint", str(ckpt), "--output", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "fp16" in r.output
+
+
+def test_parity_failure_leaves_nothing(ckpt, tmp_path):
+    if not _available("onnx"):
+        pytest.skip("onnx not installed")
+    r = _cli("export", "--target", "onnx", "--checkpoint", str(ckpt), "--output", str(tmp_path / "o"),
+             "--parity-clips", "4", "--min-cosine", "1.5")
+    assert r.exit_code == 2 and "parity failed" in r.output and "cosine" in r.output
+    assert _nothing_left(tmp_path, "o")
+
+
+def test_no_verify_says_so(ckpt, tmp_path):
+    if not _available("onnx"):
+        pytest.skip("onnx not installed")
+    r = _cli("export", "--target", "onnx", "--checkpoint", str(ckpt), "--output", str(tmp_path / "o"), "--no-verify", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["parity"]["verified"] is False and "nothing was checked" in report["parity"]["skipped"]
