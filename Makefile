@@ -21,7 +21,7 @@ $(WEB_STAMP): web_demo/package.json web_demo/package-lock.json
 install: $(STAMP) $(WEB_STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/actionnet-edge quickstart --out out/quickstart
+	$(VENV)/bin/actionnet-edge quickstart --out out/quickstart --force
 
 test: $(STAMP) $(WEB_STAMP)
 	$(PY) -m pytest -q

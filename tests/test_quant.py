@@ -104,7 +104,9 @@ def test_int8_export_of_qat_checkpoint(qat_run, tmp_path):
     if "executorch" not in EXPORTERS:
         pytest.skip("executorch exporter not registered")
     out, _ = qat_run
-    th = Thresholds(min_sqnr_db=5.0, min_top1_int8=0.5)  # 4 steps of QAT on a random tiny model
+    # 4 steps of QAT on a random tiny model: its int8-vs-float gap means nothing, so the gate
+    # here is the .pte against the converted PyTorch int8 model it was lowered from (below)
+    th = Thresholds(min_sqnr_db=float("-inf"), min_top1_int8=0.5)
     res = export_model(out / "last.pt", "executorch", tmp_path / "pte", precision="int8", parity_clips=8,
                        thresholds=th)
     report = json.loads((res.output / "report.json").read_text())

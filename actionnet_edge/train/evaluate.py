@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import collate
 
@@ -61,6 +61,8 @@ def evaluate(model: torch.nn.Module, data: Dataset | DataLoader, *, labels: Sequ
         ``labels``, ``skipped`` and ``skipped_samples`` (name, reason).
     """
     dataset = data.dataset if isinstance(data, DataLoader) else data
+    while isinstance(dataset, Subset):  # a shard (DDP) or a slice of a dataset
+        dataset = dataset.dataset
     labels = list(labels if labels is not None else dataset.labels)
     k = len(labels)
     cmap = torch.as_tensor(list(class_map), dtype=torch.long) if class_map is not None else None
