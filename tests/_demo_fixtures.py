@@ -77,3 +77,18 @@ def moving_square(n: int = 24, h: int = 120, w: int = 160, seed: int = 0) -> np.
         x = int(8 + i * (w - 48) / max(n - 1, 1))
         frames[i, h // 3: h // 3 + 36, x: x + 36] = (230, 70, 40)
     return frames
+
+
+def write_mp4(frames: np.ndarray, path: Path, fps: int = 15) -> Path:
+    """Frames (n, h, w, 3) RGB uint8 as an MPEG-4 .mp4 (PyAV)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("mpeg4", rate=fps)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path

@@ -1,5 +1,6 @@
-"""CoreML exporter: fp16 ML program converted on any OS; what Linux can check (reload, I/O, MIL
-ops, metadata); predict skipped with its reason off macOS. One conversion per module."""
+"""CoreML exporter: fp16 and int8 (PT2E with CoreMLQuantizer, iOS 17) ML programs converted on
+any OS; what Linux can check (reload, I/O, MIL ops, metadata); predict skipped with its reason
+off macOS. One conversion per precision per module."""
 from __future__ import annotations
 
 import platform
@@ -46,6 +47,45 @@ def test_fp16_package_checked_on_linux(fp16):
     assert ops.get("cast", 0) >= 1  # fp16 compute: fp32 input cast to fp16
     assert read_embedded_metadata(path) == META
     assert {"actionnet_edge", "labels"} <= set(c["metadata_keys"])
+
+
+@pytest.fixture(scope="module")
+def int8_export(model, tmp_path_factory):
+    """export_model: PTQ calibrated on synthetic clips -> int8 .mlpackage -> parity (macOS only)."""
+    from actionnet_edge.checkpoint import default_preprocess, save_checkpoint
+    from actionnet_edge.export import export_model
+    from actionnet_edge.export.parity import Thresholds
+
+    root = tmp_path_factory.mktemp("coreml_int8")
+    save_checkpoint(root / "tiny.pt", model, META["labels"], default_preprocess(model, S))
+    th = Thresholds(min_sqnr_db=5.0, min_top1_int8=0.5)  # macOS only: PTQ of a random tiny model, loose
+    return export_model(root / "tiny.pt", "coreml", root / "out", precision="int8", calib_clips=8, parity_clips=8,
+                        thresholds=th)
+
+
+def test_int8_package_checked_on_linux(int8_export):
+    res = int8_export
+    info = res.report["convert"]
+    c = info["linux_checks"]
+    assert res.artifact.is_dir() and c["reloads"] and c["model_type"] == "mlProgram"
+    assert info["deployment_target"] == "iOS17"  # int8 activations need iOS 17
+    assert c["inputs"] == [{"name": "clips", "shape": [1, T, 3, S, S], "dtype": "float32"}]
+    assert [o["name"] for o in c["outputs"]] == ["logits"]
+    ops = c["mil_ops"]
+    assert ops.get("quantize", 0) > 10 and ops.get("dequantize", 0) > 10  # int8 activations
+    assert ops.get("constexpr_affine_dequantize", 0) > 20 or ops.get("constexpr_blockwise_shift_scale", 0) > 20
+    assert ops.get("conv", 0) > 20 and not any("conv3d" in k for k in ops)
+    assert read_embedded_metadata(res.artifact) == res.metadata
+    assert res.metadata["quantization"]["method"] == "ptq" and res.metadata["quantization"]["backend"] == "coreml"
+
+
+def test_int8_predict_skipped_off_macos(int8_export):
+    p, c = int8_export.report["parity"], int8_export.report["convert"]["linux_checks"]
+    if platform.system() == "Darwin":
+        assert p["verified"] and p["passed"] and c["predict"] == "available"
+    else:
+        assert p == {"verified": False, "skipped": "CoreML runtime needs macOS"}
+        assert c["predict"] == "skipped: CoreML runtime needs macOS"
 
 
 def test_predict_needs_macos(model, fp16):

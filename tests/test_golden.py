@@ -150,11 +150,35 @@ def test_scores_are_the_ema_of_softmax():
 _JARS = [Path("/usr/share/java") / j for j in ("junit4.jar", "hamcrest-core.jar", "com.android.json.jar", "kotlin-stdlib.jar")]
 
 
+def _streaming_metadata(path: Path) -> Path:
+    """The metadata.json `export --streaming` writes for a tiny causal model (no conversion: the
+    exporter's own build_metadata + streaming_section + add_streaming)."""
+    from actionnet_edge.checkpoint import default_preprocess
+    from actionnet_edge.export.metadata import build_metadata
+    from actionnet_edge.export.streaming import add_streaming, streaming_section
+    from actionnet_edge.models import create_model
+    from actionnet_edge.models.streaming import to_streaming
+
+    m = create_model("mobilenet_v2", "action", 4, 5, 0.25, dropout=0.0, causal=True).eval()
+    stream, size = to_streaming(m), 64
+    meta = build_metadata(target="tflite", precision="fp32", artifact="model_streaming.tflite", layout="NCHW",
+                          labels=[f"g{i}" for i in range(5)], segments=stream.window, size=size,
+                          preprocess=default_preprocess(m, size), model_config=m.config,
+                          checkpoint_name="causal.pt", checkpoint_sha256="0" * 64)
+    path.write_text(json.dumps(add_streaming(meta, streaming_section(stream, size))))
+    return path
+
+
 @pytest.mark.skipif(shutil.which("kotlinc") is None or not all(j.exists() for j in _JARS),
                     reason="needs Debian's kotlin, junit4 and libandroid-json-java (apt-get install kotlin junit4 libandroid-json-java)")
-def test_android_mirror_passes_its_junit_tests_on_the_jvm():
-    """Compile the Android app's GestureWindow.kt + GestureWindowTest.kt with kotlinc and run
-    them on the JVM against tests/golden (no Gradle or Android SDK needed for the pure class)."""
-    r = subprocess.run(["bash", str(ROOT / "android_demo" / "jvm_tests.sh")], capture_output=True, text=True, timeout=600)
+def test_android_mirror_passes_its_junit_tests_on_the_jvm(tmp_path):
+    """Compile the Android app's GestureWindow.kt + StreamingState.kt and their JUnit tests with
+    kotlinc and run them on the JVM against tests/golden and a streaming metadata.json (no Gradle
+    or Android SDK needed for the pure classes)."""
+    import os
+
+    env = dict(os.environ, STREAMING_METADATA=str(_streaming_metadata(tmp_path / "metadata.json")))
+    r = subprocess.run(["bash", str(ROOT / "android_demo" / "jvm_tests.sh")], capture_output=True, text=True,
+                       timeout=600, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "OK (5 tests)" in r.stdout
+    assert "OK (10 tests)" in r.stdout, r.stdout[-3000:]

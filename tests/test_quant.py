@@ -1,7 +1,8 @@
 """PT2E quantization: QAT a few steps on a tiny model, convert, int8 ExecuTorch export of the
-QAT checkpoint, QAT checkpoint round trip, and bad QAT checkpoints.
+QAT checkpoint, QAT with the litert quantizer and the int8 .tflite of that checkpoint, QAT
+checkpoint round trip, and bad QAT checkpoints.
 
-The QAT run and the export happen once per module (they are the slow part: export + prepare +
+Each QAT run and export happens once per module (they are the slow part: export + prepare +
 convert of the graph).
 """
 from __future__ import annotations
@@ -113,6 +114,37 @@ def test_int8_export_of_qat_checkpoint(qat_run, tmp_path):
     assert res.artifact.suffix == ".pte" and report["quantization"]["method"] == "qat"
     assert report["parity"]["passed"]
     assert report["parity"]["vs_quantized_pytorch"]["cosine"] >= 0.99
+
+
+@pytest.fixture(scope="module")
+def litert_qat_export(float_ckpt, tmp_path_factory):
+    """QAT with the litert quantizer (chosen by ``backend=``, the recipe says xnnpack), then
+    the int8 .tflite of that QAT checkpoint, run in LiteRT."""
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("ai_edge_litert")
+    from actionnet_edge.export import export_model
+    from actionnet_edge.export.parity import Thresholds
+    from actionnet_edge.quant.qat import run_qat
+
+    root = tmp_path_factory.mktemp("qat_litert")
+    report = run_qat(_recipe("xnnpack"), root / "run", init=float_ckpt, backend="litert", max_steps=4, device="cpu")
+    # 4 QAT steps on a random tiny model (tiny, nearly equal logits): int8 vs float and top-1
+    # mean nothing; the gate is the .tflite's cosine against the converted PyTorch int8 model
+    th = Thresholds(min_sqnr_db=float("-inf"), min_top1_int8=0.0)
+    res = export_model(root / "run" / "last.pt", "tflite", root / "tflite", precision="int8", parity_clips=8,
+                       thresholds=th)
+    return report, res
+
+
+def test_int8_tflite_export_of_litert_qat_checkpoint(litert_qat_export):
+    report, res = litert_qat_export
+    assert report["backend"] == "litert" and report["recipe"]["qat"]["backend"] == "litert"
+    assert res.report["quantization"]["method"] == "qat" and res.report["quantization"]["backend"] == "litert"
+    p = res.report["parity"]
+    assert p["verified"] and p["passed"]
+    assert p["vs_quantized_pytorch"]["cosine"] >= 0.99
+    assert res.report["convert"]["tensor_types"].get("INT8", 0) > 100
+    assert res.metadata["quantization"]["method"] == "qat"
 
 
 def _corrupt(src: Path, dst: Path, **qat_changes) -> Path:

@@ -5,7 +5,10 @@ ONNX model with onnxruntime-web; the test reads the page's state over the DevToo
 (``--remote-debugging-pipe``: no websocket library needed) and checks that the page runs,
 renders the top-3 and the frame rate, and that its logits equal the Python runtime's
 (``demo.window`` + onnxruntime) on the very frames the page used. With the bundled model
-present it also checks that the page names the right gesture of a synthetic clip.
+present it also checks that the page names the right gesture of a synthetic clip. A streaming
+artifact (``export --streaming``) is checked the same way: the page runs one inference per
+frame, and every step's logits equal ``StreamRunner`` + onnxruntime replaying the page's frames
+from zero state.
 
 Set ``ACTIONNET_DOCS_IMG=docs/img`` to save the screenshots used in docs/demos.md.
 """
@@ -25,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _demo_fixtures import K, T, moving_square, tiny_artifact
+from _demo_fixtures import SIZE, K, T, moving_square, tiny_artifact
 from actionnet_edge.demo.runtime import open_artifact
 from actionnet_edge.demo.web import make_server, serve_background, url_of, write_y4m
-from actionnet_edge.demo.window import SlidingWindow
+from actionnet_edge.demo.web import check_streaming
+from actionnet_edge.demo.window import Preprocess, SlidingWindow
 from actionnet_edge.errors import ActionNetError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -329,3 +333,123 @@ def test_write_y4m_header_and_planes(tmp_path):
     assert rest.count(b"FRAME\n") == 3 and len(rest) == 3 * (6 + 8 * 12 * 3 // 2)
     with pytest.raises(ActionNetError, match="even size"):
         write_y4m(moving_square(1, 9, 12), tmp_path / "odd.y4m")
+
+
+# ---- streaming artifacts ----------------------------------------------------------------------
+
+
+def _causal_checkpoint(path: Path) -> Path:
+    """A tiny causal MobileNetV2-ACTION (T=4, 64 px) whose logits move clearly with the frames."""
+    import torch
+
+    from actionnet_edge.checkpoint import default_preprocess, save_checkpoint
+    from actionnet_edge.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("mobilenet_v2", "action", T, K, 0.25, dropout=0.0, causal=True)
+    with torch.no_grad():
+        for name, b in m.named_buffers():
+            if name.endswith("running_var"):
+                b.copy_(torch.rand_like(b) * 0.5 + 0.5)
+        for name, prm in m.named_parameters():
+            if ".temporal." in name:
+                prm.add_(0.3 * torch.randn_like(prm))
+        torch.nn.init.normal_(m.fc.weight, 0, 1.0)
+    save_checkpoint(path, m.eval(), [f"gesture {i}" for i in range(K)], default_preprocess(m, SIZE))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stream_artifact(tmp_path_factory) -> Path:
+    from actionnet_edge.export import EXPORTERS, export_model
+
+    if "onnx" not in EXPORTERS:
+        pytest.skip("the ONNX exporter is not installed")
+    d = tmp_path_factory.mktemp("stream")
+    return export_model(_causal_checkpoint(d / "causal.pt"), "onnx", d / "onnx-stream", streaming=True).output
+
+
+@pytest.fixture(scope="module")
+def stream_run(stream_artifact, tmp_path_factory):
+    """The page on a streaming artifact and the moving-square camera, after >= 3 T inferences."""
+    server = make_server(stream_artifact, port=0, stride=1, alpha=0.5, debug=True)
+    serve_background(server)
+    d = tmp_path_factory.mktemp("chromium-stream")
+    browser = Chromium(write_y4m(moving_square(24), d / "clip.y4m", fps=15), d / "profile")
+    try:
+        page = browser.open(url_of(server))
+        state = page.wait_for(3 * T)
+        dom = json.loads(page.eval(
+            "JSON.stringify({mode: demo.mode, rows: [...document.querySelectorAll('#top li')].map(li => li.textContent),"
+            " stats: document.getElementById('stats').textContent, model: document.getElementById('model').textContent})"))
+        got = json.loads(page.eval("JSON.stringify(demo.exportStream())"))
+        yield state, dom, got
+    finally:
+        browser.close()
+        server.shutdown()
+        server.server_close()
+
+
+@needs_browser
+def test_streaming_page_runs_one_inference_per_frame(stream_run):
+    state, dom, got = stream_run
+    assert state["ready"] and state["error"] is None and state["n"] >= 3 * T
+    assert dom["mode"] == "streaming" and "streaming: one inference per frame" in dom["model"]
+    assert len(dom["rows"]) == 3 and all(r.startswith("gesture ") for r in dom["rows"])
+    assert dom["stats"].startswith("streaming") and "fps" in dom["stats"] and "ms per frame" in dom["stats"]
+    assert got["total"] >= len(got["frames"]) == len(got["logits"]) >= 3 * T
+
+
+@needs_browser
+def test_streaming_page_logits_match_python_stream_runner(stream_run, stream_artifact):
+    """Every step the page recorded (from its zero state at the first frame it ran) equals
+    StreamRunner + onnxruntime replaying the same frames from zero state: logits, and the
+    smoothed scores from the T-th step on."""
+    _, _, got = stream_run
+    frames = [np.frombuffer(base64.b64decode(f["rgb"]), np.uint8).reshape(f["h"], f["w"], 3) for f in got["frames"]]
+    assert frames[0].shape == (120, 160, 3)
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 50  # the square moved: real frames
+    model = open_artifact(stream_artifact)
+    assert model.stream is not None
+    pre = Preprocess.from_metadata(model.meta)
+    win = SlidingWindow.from_metadata(model.meta, alpha=0.5)
+    state, ref = model.stream.init_state(), []
+    for i, (frame, page_logits, page_scores) in enumerate(zip(frames, got["logits"], got["scores"])):
+        logits, _, state = model.stream.step(pre(frame)[None], state)
+        ref.append(logits[0])
+        np.testing.assert_allclose(np.asarray(page_logits, np.float32), logits[0], atol=2e-4, rtol=0,
+                                   err_msg=f"step {i}")
+        if i + 1 < T:
+            assert page_scores is None
+        else:
+            np.testing.assert_allclose(page_scores, win.update(logits[0]), atol=1e-5, rtol=0, err_msg=f"step {i}")
+    assert np.ptp(np.stack(ref), axis=0).max() > 1e-3  # the logits change from frame to frame
+    alone, _, _ = model.stream.step(pre(frames[-1])[None], model.stream.init_state())
+    assert np.abs(alone[0] - ref[-1]).max() > 1e-3  # ... and depend on the carried state, not the frame alone
+
+
+def test_server_rejects_a_bad_streaming_section(stream_artifact, tmp_path):
+    good = json.loads((stream_artifact / "metadata.json").read_text())
+    assert check_streaming(good, "m.onnx") is good["streaming"]
+    name = good["artifact"]
+
+    def folder(edit) -> Path:
+        meta = json.loads(json.dumps(good))
+        edit(meta["streaming"])
+        d = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        shutil.copy(stream_artifact / name, d / name)
+        (d / "metadata.json").write_text(json.dumps(meta))
+        return d
+
+    cases = [
+        (lambda s: s["inputs"][0].update(shape=[1, 3, SIZE, SIZE + 1]), "first streaming input must be 'frame'"),
+        (lambda s: s["outputs"].pop(), f"lack '{good['streaming']['state'][-1]['output']}'"),
+        (lambda s: s["state"].pop(0), "differ from its 'state' list"),
+        (lambda s: s.pop("window"), "malformed 'streaming' section"),
+        (lambda s: s["state"][0].pop("output"), "malformed 'state'"),
+    ]
+    for edit, msg in cases:
+        with pytest.raises(ActionNetError, match=msg) as e:
+            make_server(folder(edit), port=0)
+        assert "\n" not in str(e.value)

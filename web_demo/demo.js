@@ -2,6 +2,9 @@
 //
 // The preprocessing, window and smoothing mirror actionnet_edge/demo/window.py line by line
 // (the reference the tests compare this page against); every constant comes from metadata.json.
+// A streaming artifact (metadata.json has a `streaming` section, `export --streaming`) runs one
+// inference per kept frame instead, its state carried from frame to frame (StreamState), as
+// actionnet_edge/demo/live.py does.
 import * as ort from './vendor/ort/ort.wasm.min.mjs';
 
 const $ = (id) => document.getElementById(id);
@@ -117,24 +120,100 @@ export class SlidingWindow {
   }
 }
 
+/**
+ * The `streaming` section of metadata.json: the step takes `frame` (1, 3, S, S) and every state
+ * tensor (zeros for the first frame) and returns `logits`, `frame_logits` and `<name>_out` per
+ * state tensor, fed back as `<name>` for the next frame. Mirror of StreamingState.kt / .swift.
+ */
+export class StreamState {
+  constructor(section, size) {
+    const bad = (why) => new Error(`metadata.json: bad 'streaming' section (${why})`);
+    if (!section || !Array.isArray(section.inputs) || !Array.isArray(section.outputs) || !Array.isArray(section.state)) {
+      throw bad('needs inputs, outputs and state lists');
+    }
+    const frame = section.inputs[0];
+    if (!frame || frame.name !== 'frame' || String(frame.shape) !== String([1, 3, size, size])) {
+      throw bad(`the first input must be 'frame' of shape [1,3,${size},${size}]`);
+    }
+    this.frame = { name: frame.name, shape: frame.shape.map(Number) };
+    this.state = section.state.map((t) => {
+      if (!t || typeof t.name !== 'string' || typeof t.output !== 'string' || !Array.isArray(t.shape)) {
+        throw bad('every state tensor needs name, shape and output');
+      }
+      const shape = t.shape.map(Number);
+      return { name: t.name, output: t.output, shape, size: shape.reduce((a, b) => a * b, 1) };
+    });
+    const names = section.inputs.slice(1).map((t) => t.name);
+    if (String(names) !== String(this.state.map((t) => t.name))) throw bad('inputs after frame must be the state tensors');
+    const outs = new Set(section.outputs.map((t) => t.name));
+    const missing = ['logits', ...this.state.map((t) => t.output)].find((n) => !outs.has(n));
+    if (missing) throw bad(`no output '${missing}'`);
+    this.window = section.window | 0;
+    if (this.window < 1) throw bad('window must be >= 1');
+    this.reset();
+  }
+
+  /** Zero state: the start of a stream. */
+  reset() {
+    this.values = this.state.map((t) => new Float32Array(t.size));
+    this.steps = 0;
+  }
+
+  /** True once `window` frames have run: the logits then average a full window. */
+  get ready() { return this.steps >= this.window; }
+
+  /** [name, data, shape] of every input of the next step, in metadata.json's order. */
+  inputs(frame) {
+    return [[this.frame.name, frame, this.frame.shape], ...this.state.map((t, i) => [t.name, this.values[i], t.shape])];
+  }
+
+  /** Take one step's outputs (name -> Float32Array): keep `<name>_out` as the next `<name>`; the logits. */
+  update(outputs) {
+    const next = this.state.map((t) => {
+      const v = outputs[t.output];
+      if (!v || v.length !== t.size) {
+        throw new Error(`the model gave ${v ? v.length : 'no'} values for '${t.output}', metadata.json says ${t.size}`);
+      }
+      return v;
+    });
+    if (!outputs.logits) throw new Error("the model gave no 'logits'");
+    this.values = next;
+    this.steps += 1;
+    return outputs.logits;
+  }
+}
+
 // ---- the page ---------------------------------------------------------------------------------
 
 const params = new URLSearchParams(location.search);
-const state = { ready: false, error: null, inferences: 0, skipped: 0, history: [], thumbs: [], last: null };
+const state = { ready: false, error: null, mode: null, inferences: 0, skipped: 0, history: [], thumbs: [], last: null,
+                steps: [] };
 window.demo = state; // read by the end-to-end test (and handy in the console)
+const DEBUG_STEPS = 64; // streaming + debug: the first steps recorded (frame bytes, logits, scores)
+
+/** RGBA bytes of a frame -> { w, h, rgb: base64 of its RGB bytes }. */
+function rgbBase64({ w, h, rgba }) {
+  const rgb = new Uint8Array(w * h * 3);
+  for (let p = 0; p < w * h; p++) { rgb[3 * p] = rgba[4 * p]; rgb[3 * p + 1] = rgba[4 * p + 1]; rgb[3 * p + 2] = rgba[4 * p + 2]; }
+  let bin = '';
+  for (let i = 0; i < rgb.length; i += 0x8000) bin += String.fromCharCode.apply(null, rgb.subarray(i, i + 0x8000));
+  return { w, h, rgb: btoa(bin) };
+}
 
 /** Debug (?debug): the last window's frames as base64 RGB bytes, for comparing with Python. */
 state.exportLast = () => {
   if (!state.last || !state.last.frames) return null;
-  const frames = state.last.frames.map(({ w, h, rgba }) => {
-    const rgb = new Uint8Array(w * h * 3);
-    for (let p = 0; p < w * h; p++) { rgb[3 * p] = rgba[4 * p]; rgb[3 * p + 1] = rgba[4 * p + 1]; rgb[3 * p + 2] = rgba[4 * p + 2]; }
-    let bin = '';
-    for (let i = 0; i < rgb.length; i += 0x8000) bin += String.fromCharCode.apply(null, rgb.subarray(i, i + 0x8000));
-    return { w, h, rgb: btoa(bin) };
-  });
-  return { frames, logits: state.last.logits, scores: state.last.scores, top: state.last.top };
+  return { frames: state.last.frames.map(rgbBase64), logits: state.last.logits, scores: state.last.scores, top: state.last.top };
 };
+
+/** Debug, streaming: the first DEBUG_STEPS steps since the stream started from zero state, each
+ * with the frame it ran on, its logits and the smoothed scores after it (null before `window`). */
+state.exportStream = () => ({
+  total: state.inferences,
+  frames: state.steps.map(rgbBase64),
+  logits: state.steps.map((s) => s.logits),
+  scores: state.steps.map((s) => s.scores),
+});
 
 /** Debug: an 8x8 grid of mean brightness, to tell which source frame the camera delivered. */
 function thumb(rgba, w, h) {
@@ -156,7 +235,7 @@ function fail(msg) {
   $('stats').textContent = '';
 }
 
-function render(top, fps, ms) {
+function render(top, fps, ms, streaming = false) {
   $('top').replaceChildren(...top.map(([label, score]) => {
     const li = document.createElement('li');
     const name = document.createElement('span');
@@ -171,7 +250,9 @@ function render(top, fps, ms) {
     return li;
   }));
   if (top.length) $('overlay').textContent = `${top[0][0]} ${(100 * top[0][1]).toFixed(0)}%`;
-  $('stats').textContent = `${fps.toFixed(1)} fps (camera frames processed) · inference ${ms.toFixed(1)} ms`;
+  $('stats').textContent = streaming
+    ? `streaming · ${fps.toFixed(1)} fps (frames run through the model) · inference ${ms.toFixed(1)} ms per frame`
+    : `${fps.toFixed(1)} fps (camera frames processed) · inference ${ms.toFixed(1)} ms`;
 }
 
 async function main() {
@@ -185,8 +266,21 @@ async function main() {
   ort.env.wasm.wasmPaths = new URL('vendor/ort/', location.href).href;
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
   const session = await ort.InferenceSession.create(config.model, { executionProviders: ['wasm'] });
+  const streamSection = meta.streaming;
+  let stepper = null;
+  if (streamSection) {
+    stepper = new StreamState(streamSection, meta.size | 0);
+    const want = stepper.inputs(null).map(([n]) => n);
+    const missing = want.find((n) => !session.inputNames.includes(n))
+      || [...session.inputNames].find((n) => !want.includes(n));
+    if (missing) return fail(`${config.model_name} and the 'streaming' section of metadata.json disagree on input '${missing}'`);
+  }
+  state.mode = stepper ? 'streaming' : 'clip';
   const inputName = session.inputNames[0], outputName = session.outputNames[0];
-  $('model').textContent = `${config.model_name} (${meta.segments} frames × ${meta.size} px, ${meta.labels.length} gestures)`;
+  $('model').textContent = stepper
+    ? `${config.model_name} (streaming: one inference per frame, logits over the last ${stepper.window} frames × `
+      + `${meta.size} px, ${meta.labels.length} gestures)`
+    : `${config.model_name} (${meta.segments} frames × ${meta.size} px, ${meta.labels.length} gestures)`;
 
   let stream;
   try {
@@ -204,7 +298,34 @@ async function main() {
   const raw = []; // debug: the RGB bytes of the frames in the window
   let busy = false, frames = 0, t0 = performance.now(), fps = 0, ms = 0;
   state.ready = true;
-  $('stats').textContent = 'waiting for the first window…';
+  $('stats').textContent = stepper ? `streaming: filling the first ${stepper.window} frames…` : 'waiting for the first window…';
+
+  /** Streaming: one inference on this kept frame; a frame arriving while the last one runs is dropped. */
+  const streamStep = (rgba, w, h) => {
+    if (busy) { state.skipped += 1; return; }
+    busy = true;
+    const x = win.preprocess.run(rgba, w, h);
+    const feeds = {};
+    for (const [name, data, dims] of stepper.inputs(x)) feeds[name] = new ort.Tensor('float32', data, dims);
+    const start = performance.now();
+    session.run(feeds).then((out) => {
+      ms = performance.now() - start;
+      const data = {};
+      for (const [name, t] of Object.entries(out)) data[name] = t.data;
+      const logits = Array.from(stepper.update(data));
+      state.inferences += 1;
+      frames += 1;
+      const now = performance.now();
+      if (now - t0 > 1000) { fps = (1000 * frames) / (now - t0); frames = 0; t0 = now; }
+      const scores = stepper.ready ? win.update(logits).slice() : null;
+      if (debug && state.steps.length < DEBUG_STEPS) state.steps.push({ w, h, rgba, logits, scores });
+      if (!scores) return;
+      const top = win.top(3);
+      state.history.push(top[0][0]);
+      state.last = { logits, scores, top, frames: debug ? [{ w, h, rgba }] : null };
+      render(top, fps, ms, true);
+    }).catch((e) => fail(`Inference failed: ${e.message}`)).finally(() => { busy = false; });
+  };
 
   const onFrame = () => {
     const w = video.videoWidth, h = video.videoHeight;
@@ -213,6 +334,11 @@ async function main() {
       ctx.drawImage(video, 0, 0, w, h);
       const rgba = ctx.getImageData(0, 0, w, h).data;
       const kept = (win.seen % win.stride) === 0;
+      if (stepper) {
+        win.seen += 1; // the window's stride counter; its frames stay empty
+        if (kept) streamStep(rgba, w, h);
+        return schedule();
+      }
       const full = win.push(rgba, w, h);
       if (debug && kept) {
         raw.push({ w, h, rgba, thumb: thumb(rgba, w, h) });

@@ -13,8 +13,12 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-UNITS = {"latency_ms_*": "milliseconds per clip (1 x T frames)", "peak_rss_mb": "MiB (2^20 bytes), peak resident set "
-         "of the measuring process", "file_mb": "MiB (2^20 bytes) on disk", "macs": "multiply-accumulates per clip",
+UNITS = {"latency_ms_*": "milliseconds per clip (1 x T frames); rows with mode 'frame': per streaming step (one frame, "
+         "state carried)", "peak_rss_mb": "MiB (2^20 bytes), peak resident set "
+         "of the measuring process", "file_mb": "MiB (2^20 bytes) on disk",
+         "macs": "multiply-accumulates per clip (mode 'frame': per frame = clip MACs / T)",
+         "frame_over_clip": "frame row's median / the same runtime's clip median (T frames); "
+         "frame_over_clip_min: the same with the minimum latencies",
          "params": "parameters", "floor_ms": "MACs / peak MAC rate of `threads` cores (see machine.assumption)",
          "x_floor": "latency_ms_median / floor_ms"}
 
@@ -25,11 +29,13 @@ FP32_FLOOR_X = 1.5
 INT8_FLOOR_X = 3.0
 ACTION_OVER_TSM = 0.10
 INT8_MAX_MB = 3.0
+#: goal from issue 7: a streaming step costs less than 1/6 of a T-frame clip
+STREAM_FRAME_OVER_CLIP = 1 / 6
 
 
-def _find(rows: list[dict], **key) -> dict | None:
+def _find(rows: list[dict], mode: str = "clip", **key) -> dict | None:
     for r in rows:
-        if r.get("status") == "ok" and all(r.get(k) == v for k, v in key.items()):
+        if r.get("status") == "ok" and r.get("mode", "clip") == mode and all(r.get(k) == v for k, v in key.items()):
             return r
     return None
 
@@ -44,6 +50,8 @@ def _goal(name: str, value: float | None, threshold: float, op: str, detail: str
 def goals(rows: list[dict]) -> list[dict]:
     """The issue's goals as ratios from one run (same threads), met / missed / not measured (None)."""
     out: list[dict] = []
+    frames = [r for r in rows if r.get("mode") == "frame"]
+    rows = [r for r in rows if r.get("mode", "clip") == "clip"]
     variant = "action" if any(r.get("variant") == "action" for r in rows) else (rows[0]["variant"] if rows else None)
     for threads in sorted({r["threads"] for r in rows if r.get("threads")}):
         eager = _find(rows, variant=variant, runtime="pytorch", precision="fp32", threads=threads)
@@ -75,6 +83,13 @@ def goals(rows: list[dict]) -> list[dict]:
         sizes = [r for r in rows if r.get("runtime") == rt and r.get("precision") == "int8" and r.get("file_mb")]
         for r in {(x["variant"], x["file_mb"]): x for x in sizes}.values():
             out.append(_goal(f"{rt} int8 file size ({r['variant']})", r["file_mb"], INT8_MAX_MB, "<", "MiB on disk"))
+    for r in frames:
+        if r.get("status") == "ok":
+            out.append(_goal(f"streaming per-frame cost under 1/6 of a {r['segments']}-frame clip, {r['runtime']} "
+                             f"{r['precision']} ({r['variant']}, {r['threads']} thr)", r.get("frame_over_clip"),
+                             STREAM_FRAME_OVER_CLIP, "<",
+                             f"{r['latency_ms_median']:.2f} ms per frame vs {_fmt(r.get('clip_latency_ms_median'))} ms "
+                             "per clip"))
     return out
 
 
@@ -116,10 +131,25 @@ def markdown(report: dict) -> str:
         status = r.get("status", "ok")
         if status != "ok":
             status = f"{status}: {r.get('reason', '')}"
-        lines.append(f"| {r['variant']} | {r['runtime']}{' @' + r['device'] if r.get('device') not in (None, 'local') else ''} | "
+        lines.append(f"| {r['variant']}{' (per frame)' if r.get('mode') == 'frame' else ''} | {r['runtime']}{' @' + r['device'] if r.get('device') not in (None, 'local') else ''} | "
                      f"{r['precision']} | {r['threads']} | {_fmt(r.get('latency_ms_median'))} | "
                      f"{_fmt(r.get('latency_ms_p90'))} | {_fmt(r.get('latency_ms_min'))} | {_fmt(r.get('x_floor'))} | "
                      f"{_fmt(r.get('peak_rss_mb'), '.0f')} | {_fmt(r.get('file_mb'))} | {_human(r.get('macs'))} | {status} |")
+    frames = [r for r in report["rows"] if r.get("mode") == "frame"]
+    if frames:
+        lines += ["", "## Streaming: per frame vs clip", "",
+                  "One streaming step (one frame in, the state carried to the next) next to one clip of T frames "
+                  "of the same model and runtime; goal: per-frame cost under 1/6 of a clip's "
+                  f"({STREAM_FRAME_OVER_CLIP:.3f}), judged on the medians (the ratio of the minimum latencies is "
+                  "steadier on a busy machine).",
+                  "", "| variant | runtime | precision | threads | per-frame median ms | clip median ms (T frames) | "
+                  "frame / clip | frame / clip (min) | under 1/6 |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
+        for r in frames:
+            met = {True: "yes", False: "**no**", None: "not measured"}[r.get("streaming_goal_met")]
+            lines.append(f"| {r['variant']} | {r['runtime']} | {r['precision']} | {r['threads']} | "
+                         f"{_fmt(r.get('latency_ms_median'))} | {_fmt(r.get('clip_latency_ms_median'))} "
+                         f"({r['segments']}) | {_fmt(r.get('frame_over_clip'), '.3f')} | "
+                         f"{_fmt(r.get('frame_over_clip_min'), '.3f')} | {met} |")
     if report.get("goals"):
         lines += ["", "## Goals", "", "| goal | value | target | met |", "|---|---:|---|---|"]
         for g in report["goals"]:
@@ -144,7 +174,8 @@ def charts(report: dict, out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in report["rows"] if r.get("status") == "ok" and r.get("latency_ms_median")]
+    rows = [r for r in report["rows"] if r.get("status") == "ok" and r.get("latency_ms_median")
+            and r.get("mode", "clip") == "clip"]
     paths = []
     if rows:
         variants = list(dict.fromkeys(r["variant"] for r in rows))
@@ -172,7 +203,7 @@ def charts(report: dict, out_dir: Path) -> list[Path]:
         plt.close(fig)
     acc = report.get("accuracy") or {}
     if acc:
-        macs = {r["variant"]: r["macs"] for r in report["rows"] if r.get("macs")}
+        macs = {r["variant"]: r["macs"] for r in report["rows"] if r.get("macs") and r.get("mode", "clip") == "clip"}
         pts = [(v, macs[v] / 1e9, a) for v, a in acc.items() if v in macs]
         if pts:
             fig, ax = plt.subplots(figsize=(5, 4))

@@ -6,6 +6,11 @@ depend on the weights). From a checkpoint, every variant (TSN / TSM / ACTION) is
 the same backbone and weights (the temporal modules of the missing ones freshly initialised),
 saved as a checkpoint in the work folder and exported with :func:`actionnet_edge.export.export_model`
 (parity checked) for each runtime and precision.
+
+``streaming=True`` measures causal models twice per runtime: the T-frame clip export (rows with
+``mode: "clip"``) and the frame-by-frame streaming export (``mode: "frame"``: one streaming
+step, its state carried), and sets on each frame row the clip latency, their ratio and
+whether the per-frame cost is under 1/6 of the clip's (``streaming_goal_met``).
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import logging
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -60,6 +65,7 @@ class BenchOptions:
     accuracy: dict[str, float] = field(default_factory=dict)
     profile: bool | None = None  # None: profile when a goal is missed
     require_installed: bool = False  # runtimes named by the user: a missing one is an error, not a skip
+    streaming: bool = False  # causal models: the streaming step per frame next to the clip
 
     def validate(self) -> None:
         for r in self.runtimes:
@@ -95,6 +101,8 @@ class BenchOptions:
                     raise ActionNetError(f"--device {self.device} with runtime {r} needs {flag} PATH "
                                          f"(the {adb.BINARIES[r]} binary built for the phone)")
             del serial
+        if self.streaming and self.device:
+            raise ActionNetError("--streaming is measured locally only (the phone runners feed no state)")
 
 
 @dataclass
@@ -108,6 +116,14 @@ class Source:
     params: int | None
     segments: int
     size: int
+    mode: str = "clip"  # "clip": (1, T, 3, S, S) per run; "frame": one streaming step (1, 3, S, S)
+    streaming: dict | None = None  # frame mode: metadata.json's streaming section ({"window": T} for pytorch)
+
+
+def _frame_source(src: Source, streaming: dict | None) -> Source:
+    """``src`` measured frame by frame: MACs per frame = clip MACs / T (every op runs once per frame)."""
+    macs = round(src.macs / src.segments) if src.macs else None
+    return replace(src, mode="frame", streaming=streaming, macs=macs)
 
 
 def _profile(config: dict, size: int) -> tuple[int, int]:
@@ -125,25 +141,30 @@ def prepare_sources(checkpoint: Path | None, opts: BenchOptions, work: Path, not
     from ..checkpoint import bundled_checkpoint, default_preprocess, load_checkpoint, save_checkpoint
     from ..models import create_model
 
-    if checkpoint is None and bundled_checkpoint().is_file():
+    if checkpoint is None and bundled_checkpoint().is_file() and not opts.streaming:  # the bundled one is not causal
         checkpoint = bundled_checkpoint()
     if checkpoint is not None:
         ck = load_checkpoint(checkpoint)
+        if opts.streaming and not ck.model.config.get("causal", False):
+            raise ActionNetError(f"{Path(checkpoint).name} is not a causal model: bench --streaming needs one trained "
+                                 "with model.causal: true (or no --checkpoint: a fresh causal model)")
         base, labels, state = dict(ck.model.config), ck.labels, ck.model.state_dict()
         size = int(opts.size or ck.preprocess["size"])
         src_name = Path(checkpoint).name
     else:
         base = {"arch": opts.arch, "temporal": "action", "num_segments": opts.segments or 8,
-                "num_classes": opts.num_classes, "width_mult": opts.width_mult}
+                "num_classes": opts.num_classes, "width_mult": opts.width_mult, "causal": opts.streaming}
         labels, state, size = [f"class_{i}" for i in range(opts.num_classes)], None, int(opts.size or 224)
         src_name = None
         notes.append(f"no checkpoint: {opts.arch} (width {opts.width_mult}) with freshly initialised weights, "
-                     f"{opts.num_classes} classes; latency does not depend on the weight values")
+                     f"{opts.num_classes} classes{', causal' if opts.streaming else ''}; latency does not depend on "
+                     "the weight values")
     segments = int(opts.segments or base["num_segments"])
     sources = []
     for variant in opts.variants:
         torch.manual_seed(0)
-        model = create_model(base["arch"], VARIANTS[variant], segments, base["num_classes"], base["width_mult"])
+        model = create_model(base["arch"], VARIANTS[variant], segments, base["num_classes"], base["width_mult"],
+                             causal=bool(base.get("causal", False)))
         if state is not None:
             own = model.state_dict()
             shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -177,8 +198,10 @@ def _same_checkpoint(path: Path, model, labels: list[str], preprocess: dict) -> 
             and all(torch.equal(old[k], v) for k, v in sd.items()))
 
 
-def _export(src: Source, runtime: str, precision: str, work: Path, opts: BenchOptions) -> tuple[Path | None, tuple | None]:
-    """The artifact of ``src`` for ``runtime``/``precision`` (reused when the work folder has it)."""
+def _export(src: Source, runtime: str, precision: str, work: Path, opts: BenchOptions,
+            streaming: bool = False) -> tuple[Path | None, tuple | None]:
+    """The artifact of ``src`` for ``runtime``/``precision`` (reused when the work folder has it);
+    with ``streaming``, its streaming-step export."""
     from ..checkpoint import file_sha256
     from ..export import EXPORTERS, export_model
 
@@ -188,7 +211,10 @@ def _export(src: Source, runtime: str, precision: str, work: Path, opts: BenchOp
     exporter = EXPORTERS[rt.target]
     if precision not in exporter.precisions:
         return None, ("skipped", f"the {rt.target} exporter has no {precision} (it offers {', '.join(exporter.precisions)})")
-    out = work / "artifacts" / f"{src.variant}-{rt.target}-{precision}-t{src.segments}-s{src.size}"
+    if streaming and precision != "fp32":
+        return None, ("skipped", f"{precision} streaming export is not supported (fp32 only)")
+    out = work / "artifacts" / f"{src.variant}-{rt.target}-{precision}-t{src.segments}-s{src.size}" \
+        f"{'-streaming' if streaming else ''}"
     sha = file_sha256(src.checkpoint)
     meta_path = out / "metadata.json"
     if meta_path.is_file():
@@ -197,11 +223,12 @@ def _export(src: Source, runtime: str, precision: str, work: Path, opts: BenchOp
         if found and json.dumps(meta).find(sha) >= 0:
             log.info("reusing %s", found[0])
             return found[0], None
-    log.info("exporting %s to %s %s (T=%d, %d px)...", src.variant, rt.target, precision, src.segments, src.size)
+    log.info("exporting %s to %s %s%s (T=%d, %d px)...", src.variant, rt.target, precision,
+             " streaming step" if streaming else "", src.segments, src.size)
     t0 = time.perf_counter()
     try:
         res = export_model(src.checkpoint, rt.target, out, precision=precision, size=src.size, verify=opts.verify,
-                           parity_clips=opts.parity_clips, force=True)
+                           parity_clips=opts.parity_clips, force=True, streaming=streaming)
     except ActionNetError as e:
         return None, ("error", f"export failed: {e}")
     except Exception as e:  # a converter crash must not lose the other measurements
@@ -242,8 +269,10 @@ def _artifact_sources(artifacts: list[Path], opts: BenchOptions) -> list[tuple[S
         macs = params = None
         if config.get("arch"):
             macs, params = _profile({**config, "num_segments": segments}, size)
-        out.append((Source(variant, path if rt.name == "pytorch" else None, config, macs, params, segments, size),
-                    rt.name, precision, path))
+        src = Source(variant, path if rt.name == "pytorch" else None, config, macs, params, segments, size)
+        if meta.get("streaming"):  # a streaming artifact: measured per frame
+            src = _frame_source(src, meta["streaming"])
+        out.append((src, rt.name, precision, path))
     return out
 
 
@@ -272,23 +301,28 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
         for src in sources:
             for rt in opts.runtimes:
                 for prec in opts.precisions:
-                    if rt == "pytorch":
-                        if prec == "fp32":
-                            plan.append((src, rt, prec, src.checkpoint, None))
-                        continue
-                    missing = None if serial else RUNTIMES[rt].missing()
-                    if missing:
-                        plan.append((src, rt, prec, None, ("skipped", missing)))
-                        continue
-                    artifact, reason = _export(src, rt, prec, work, opts)
-                    plan.append((src, rt, prec, artifact, reason))
+                    for streaming in (False, True) if opts.streaming else (False,):
+                        if rt == "pytorch":
+                            if prec == "fp32":
+                                plan.append((_frame_source(src, {"window": src.segments}) if streaming else src,
+                                             rt, prec, src.checkpoint, None))
+                            continue
+                        missing = None if serial else RUNTIMES[rt].missing()
+                        frame = _frame_source(src, None) if streaming else src
+                        if missing:
+                            plan.append((frame, rt, prec, None, ("skipped", missing)))
+                            continue
+                        artifact, reason = _export(src, rt, prec, work, opts, streaming)
+                        if streaming and artifact is not None:
+                            frame.streaming = json.loads((artifact.parent / "metadata.json").read_text())["streaming"]
+                        plan.append((frame, rt, prec, artifact, reason))
 
     rows: list[dict] = []
     total = sum(len(opts.threads) for *_, a, r in plan if a is not None and r is None)
     done, t_start = 0, time.perf_counter()
     for src, rt, prec, artifact, reason in plan:
         for threads in opts.threads:
-            row = {"variant": src.variant, "runtime": rt, "precision": prec, "threads": threads,
+            row = {"variant": src.variant, "mode": src.mode, "runtime": rt, "precision": prec, "threads": threads,
                    "device": opts.device or "local", "segments": src.segments, "size": src.size,
                    "artifact": str(artifact) if artifact else None,
                    "file_mb": file_mb(artifact), "macs": src.macs, "params": src.params,
@@ -297,15 +331,15 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                 status, why = reason or ("error", "no artifact")
                 rows.append({**row, "status": status, "reason": why})
                 continue
-            shape = (1, src.segments, 3, src.size, src.size)
+            shape = (1, 3, src.size, src.size) if src.mode == "frame" else (1, src.segments, 3, src.size, src.size)
             if serial:
                 res = adb.run_on_device(serial, rt, artifact, opts.binaries[rt], threads=threads, warmup=opts.warmup,
                                         runs=opts.runs, dry_run=opts.dry_run, echo=echo)
                 if res is None:  # dry run
                     continue
             else:
-                res = measure(rt, artifact=artifact, config=src.config, shape=shape, threads=threads, warmup=opts.warmup, runs=opts.runs,
-                              max_seconds=opts.max_seconds)
+                res = measure(rt, artifact=artifact, config=src.config, shape=shape, threads=threads, warmup=opts.warmup,
+                              runs=opts.runs, max_seconds=opts.max_seconds, streaming=src.streaming)
             done += 1
             if "error" in res or "skipped" in res:
                 rows.append({**row, "status": "error" if "error" in res else "skipped",
@@ -318,12 +352,13 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                 row["x_floor"] = row["latency_ms_median"] / row["floor_ms"] if row["floor_ms"] else None
             rows.append(row)
             elapsed = time.perf_counter() - t_start
-            log.info("[%d/%d] %s %s %s %d thr: median %.2f ms, p90 %.2f ms, peak RSS %.0f MiB (ETA %.0f s)",
-                     done, total, src.variant, rt, prec, threads, row["latency_ms_median"] or float("nan"),
-                     row["latency_ms_p90"] or float("nan"), row.get("peak_rss_mb") or float("nan"),
-                     elapsed / done * (total - done))
+            log.info("[%d/%d] %s %s%s %s %d thr: median %.2f ms, p90 %.2f ms, peak RSS %.0f MiB (ETA %.0f s)",
+                     done, total, src.variant, rt, " per frame" if src.mode == "frame" else "", prec, threads,
+                     row["latency_ms_median"] or float("nan"), row["latency_ms_p90"] or float("nan"),
+                     row.get("peak_rss_mb") or float("nan"), elapsed / done * (total - done))
     if opts.dry_run:
         return {"schema": SCHEMA, "dry_run": True, "rows": []}
+    pair_streaming(rows)
 
     from .report import UNITS, goals, render
 
@@ -337,7 +372,7 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                    "segments": plan[0][0].segments if plan else opts.segments,
                    "size": plan[0][0].size if plan else opts.size, "threads": opts.threads,
                    "warmup": opts.warmup, "runs": opts.runs, "device": opts.device or "local",
-                   "verify": opts.verify},
+                   "verify": opts.verify, "streaming": opts.streaming},
         "units": UNITS,
         "rows": rows,
         "goals": [] if serial else goals(rows),
@@ -353,12 +388,32 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
     return report
 
 
+def pair_streaming(rows: list[dict]) -> None:
+    """On each frame row: the clip row's median, frame / clip, and whether it is under STREAM_FRAME_OVER_CLIP."""
+    from .report import STREAM_FRAME_OVER_CLIP
+
+    key = ("variant", "runtime", "precision", "threads", "device", "segments", "size")
+    clips = {tuple(r.get(k) for k in key): r for r in rows
+             if r.get("mode", "clip") == "clip" and r.get("status") == "ok"}
+    for r in rows:
+        if r.get("mode") != "frame":
+            continue
+        clip = clips.get(tuple(r.get(k) for k in key))
+        ok = clip is not None and r.get("status") == "ok"
+        ratio = r["latency_ms_median"] / clip["latency_ms_median"] if ok else None
+        r["clip_latency_ms_median"] = clip["latency_ms_median"] if clip else None
+        r["frame_over_clip"] = ratio
+        # the same ratio of the fastest runs: steadier than the medians on a shared machine
+        r["frame_over_clip_min"] = r["latency_ms_min"] / clip["latency_ms_min"] if ok else None
+        r["streaming_goal_met"] = None if ratio is None else ratio < STREAM_FRAME_OVER_CLIP
+
+
 def _profiles(rows: list[dict], threads: int) -> dict:
-    """Per-op profiles of the ACTION (else first variant's) ExecuTorch and LiteRT artifacts."""
+    """Per-op profiles of the ACTION (else first variant's) ExecuTorch and LiteRT clip artifacts."""
     from .opprofile import etdump_profile, litert_ops
 
     prof = {}
-    ok = [r for r in rows if r.get("status") == "ok" and r["threads"] == threads]
+    ok = [r for r in rows if r.get("status") == "ok" and r["threads"] == threads and r.get("mode", "clip") == "clip"]
     variant = "action" if any(r["variant"] == "action" for r in ok) else (ok[0]["variant"] if ok else None)
     for r in ok:
         if r["variant"] != variant or r["runtime"] not in ("executorch", "litert"):

@@ -124,12 +124,14 @@ def summarize(latencies_ms: list[float]) -> dict:
 
 def measure(runtime: str, *, artifact: Path | None, config: dict | None, shape: tuple[int, ...], threads: int,
             warmup: int, runs: int, timeout: float = 1800.0, etdump: Path | None = None,
-            max_seconds: float | None = None) -> dict:
+            max_seconds: float | None = None, streaming: dict | None = None) -> dict:
     """Time one artifact in a fresh child process; returns latency stats and the child's peak RSS.
 
     ``artifact`` is the file to run (a checkpoint for pytorch, or None with ``config`` to build
     a fresh model). A failure inside the child is returned as ``{"error": ...}``; a runtime
-    that cannot run here as ``{"skipped": reason}``.
+    that cannot run here as ``{"skipped": reason}``. With ``streaming`` (the artifact's
+    metadata.json ``streaming`` section; ``{"window": W}`` for pytorch) one run is one
+    streaming step on a (1, 3, S, S) ``shape`` frame, its state carried (see worker.py).
     """
     rt = get_runtime(runtime)
     reason = rt.missing()
@@ -140,6 +142,8 @@ def measure(runtime: str, *, artifact: Path | None, config: dict | None, shape: 
             "etdump": str(etdump) if etdump else None}
     if max_seconds:
         spec["max_seconds"] = max_seconds
+    if streaming:
+        spec["streaming"] = streaming
     env = dict(os.environ)
     # every runtime gets the same, explicit thread budget; OpenMP/MKL pools must not oversubscribe
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "2"})

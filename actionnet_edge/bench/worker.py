@@ -10,6 +10,12 @@ It is started by file path so that the ``actionnet_edge`` package (and with it t
 only imported by the runtimes that need it: ONNX Runtime and LiteRT measurements carry no
 PyTorch in their memory figures. Only the standard library and numpy are imported here at
 module level.
+
+With ``spec["streaming"]`` (the ``streaming`` section of a streaming artifact's metadata.json,
+or ``{"window": W}`` for PyTorch) one timed run is one streaming step of shape (1, 3, S, S):
+the frame and the state go in, and the state outputs are fed back as the next run's state
+inputs, as an app carries them (ExecuTorch's are copied first: its outputs live in buffers
+the next run overwrites).
 """
 from __future__ import annotations
 
@@ -137,6 +143,109 @@ LOADERS = {"pytorch": _pytorch, "executorch": _executorch, "litert": _litert,
            "onnxruntime": _onnxruntime, "coreml": _coreml}
 
 
+# ---- streaming step: call(list of inputs) -> list of outputs, and the zero state --------------------------
+def _names(spec: dict) -> tuple[list[str], list[str]]:
+    st = spec["streaming"]
+    return [i["name"] for i in st["inputs"]], [o["name"] for o in st["outputs"]]
+
+
+def _zero_state(spec: dict) -> list[np.ndarray]:
+    return [np.zeros(s["shape"], np.float32) for s in spec["streaming"]["state"]]
+
+
+def _pytorch_stream(spec: dict):
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from actionnet_edge.checkpoint import load_checkpoint
+    from actionnet_edge.models import build_from_config
+    from actionnet_edge.models.streaming import to_streaming
+
+    model = load_checkpoint(spec["artifact"]).model if spec.get("artifact") else build_from_config(spec["config"])
+    stream = to_streaming(model, spec["streaming"].get("window"))
+
+    def call(inputs: list) -> list:
+        with torch.inference_mode():
+            return list(stream(*(torch.as_tensor(x) for x in inputs)))
+
+    return call, stream.init_state(1, spec["shape"][-1])
+
+
+def _executorch_stream(spec: dict):
+    from executorch.extension.pybindings import portable_lib as et
+
+    et._unsafe_reset_threadpool(spec["threads"])
+    module = et._load_for_executorch(spec["artifact"])
+
+    def call(inputs: list) -> list:
+        import torch
+
+        return [o.clone() for o in module.forward([torch.as_tensor(x) for x in inputs])]
+
+    return call, _zero_state(spec)
+
+
+def _litert_stream(spec: dict):
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=spec["artifact"], num_threads=spec["threads"]).get_signature_runner()
+    ins, outs = _names(spec)
+
+    def call(inputs: list) -> list:
+        out = runner(**dict(zip(ins, inputs)))
+        return [out[n] for n in outs]
+
+    return call, _zero_state(spec)
+
+
+def _onnxruntime_stream(spec: dict):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = spec["threads"], 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(spec["artifact"], opts, providers=["CPUExecutionProvider"])
+    ins, outs = _names(spec)
+
+    def call(inputs: list) -> list:
+        return sess.run(outs, dict(zip(ins, inputs)))
+
+    return call, _zero_state(spec)
+
+
+def _coreml_stream(spec: dict):
+    if platform.system() != "Darwin":
+        raise RuntimeError("skipped: CoreML runs only on macOS")
+    import coremltools as ct
+
+    model = ct.models.MLModel(spec["artifact"], compute_units=ct.ComputeUnit.CPU_AND_NE)
+    ins, outs = _names(spec)
+
+    def call(inputs: list) -> list:
+        out = model.predict(dict(zip(ins, inputs)))
+        return [np.asarray(out[n]) for n in outs]
+
+    return call, _zero_state(spec)
+
+
+STREAM_LOADERS = {"pytorch": _pytorch_stream, "executorch": _executorch_stream, "litert": _litert_stream,
+                  "onnxruntime": _onnxruntime_stream, "coreml": _coreml_stream}
+
+
+def _stream_run(spec: dict, frame: np.ndarray):
+    """One streaming step per call, the state outputs fed back as the next call's state."""
+    call, state = STREAM_LOADERS[spec["runtime"]](spec)
+
+    def run():
+        nonlocal state
+        out = call([frame, *state])
+        state = out[2:]
+        return np.asarray(out[0])
+
+    return run
+
+
 def _mem_mb(field: str) -> float | None:
     """VmRSS / VmHWM (peak) of this process in MiB. VmHWM belongs to this process's own address
     space, so unlike the parent's ``ru_maxrss`` of a child it does not include the parent's memory
@@ -160,7 +269,7 @@ def measure(spec: dict) -> dict:
     """Load, warm up and time one artifact; see the module docstring for ``spec``."""
     clip = np.random.default_rng(0).standard_normal(tuple(spec["shape"])).astype(np.float32)
     t0 = time.perf_counter()
-    run = LOADERS[spec["runtime"]](spec, clip)
+    run = _stream_run(spec, clip) if spec.get("streaming") else LOADERS[spec["runtime"]](spec, clip)
     y = run()  # first call (often slower: lazy init), reported separately
     load_ms = (time.perf_counter() - t0) * 1e3
     rss_loaded = _mem_mb("VmRSS")

@@ -71,12 +71,15 @@ def _runtimes() -> list[str]:
 @click.option("--runtimes", default=None, callback=_csv("runtime", _runtimes()),
               help="Comma list of pytorch, executorch, litert, onnxruntime, coreml [default: all; with --artifact: "
                    "the artifacts' own].")
-@click.option("--precision", "precisions", default="fp32,int8", show_default=True,
-              callback=_csv("precision", ["fp32", "fp16", "int8"]), help="Comma list.")
+@click.option("--precision", "precisions", default=None, callback=_csv("precision", ["fp32", "fp16", "int8"]),
+              help="Comma list [default: fp32,int8; with --streaming fp32].")
 @click.option("--threads", default="2", show_default=True, callback=_csv("thread count", None, int),
               help="Comma list of thread counts, e.g. 1,2,4.")
-@click.option("--variants", default="tsn,tsm,action", show_default=True,
-              callback=_csv("variant", ["tsn", "tsm", "action"]), help="Temporal variants on the same backbone.")
+@click.option("--variants", default=None, callback=_csv("variant", ["tsn", "tsm", "action"]),
+              help="Temporal variants on the same backbone [default: tsn,tsm,action; with --streaming action].")
+@click.option("--streaming", is_flag=True,
+              help="Causal models: per-frame latency of the streaming export next to the T-frame clip latency, "
+                   "and the goal per-frame < 1/6 of a clip (default model: a fresh causal one).")
 @click.option("--segments", type=int, help="Frames per clip T [default: the checkpoint's, else 8].")
 @click.option("--size", type=int, help="Input size S [default: the checkpoint's, else 224].")
 @click.option("--warmup", default=5, show_default=True, type=int, help="Untimed runs before timing.")
@@ -102,12 +105,13 @@ def _runtimes() -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segments, size, warmup, runs, max_seconds,
             arch, width_mult, num_classes, no_verify, parity_clips, device, dry_run, executorch_runner,
-            litert_benchmark, accuracy, profile, out, work, as_json):
+            litert_benchmark, accuracy, profile, out, work, as_json, streaming):
     """Measure latency (median/p90/min), peak memory, file size and MACs per runtime and precision.
 
     Each measurement runs in its own process. Without --artifact, TSN, TSM and ACTION are
     rebuilt on the same backbone, exported per runtime and precision (parity checked), and
     measured side by side; the report states the goals (met or not) and where time goes.
+    With --streaming, each runtime also runs the streaming step one frame at a time.
     """
     from ..bench.run import BenchOptions, run_bench
     from ..bench.runtimes import runtime_for_artifact
@@ -116,6 +120,8 @@ def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segm
         raise ActionNetError("use --checkpoint or --artifact, not both")
     if dry_run and not device:
         raise ActionNetError("--dry-run prints the adb commands of --device adb:SERIAL; pass --device")
+    precisions = precisions or (["fp32"] if streaming else ["fp32", "int8"])
+    variants = variants or (["action"] if streaming else ["tsn", "tsm", "action"])
     explicit = runtimes is not None
     if runtimes is None:
         if artifacts:
@@ -131,7 +137,7 @@ def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segm
                         segments=segments, size=size, warmup=warmup, runs=runs, max_seconds=max_seconds, arch=arch,
                         width_mult=width_mult, num_classes=num_classes, verify=not no_verify,
                         parity_clips=parity_clips, device=device, dry_run=dry_run, binaries=binaries,
-                        accuracy=accuracy, profile=profile, require_installed=explicit)
+                        accuracy=accuracy, profile=profile, require_installed=explicit, streaming=streaming)
     if arch != "mobilenet_v2" or checkpoint is None:
         from ..models import list_models
 

@@ -78,7 +78,7 @@ def run(video, camera, artifact, checkpoint, stride, alpha, save, max_frames, js
 
 @command.command("web")
 @click.option("--artifact", type=click.Path(path_type=Path),
-              help="An ONNX export folder (default: the bundled model, exported to ONNX once).")
+              help="An ONNX export folder, clip or --streaming (default: the bundled model, exported to ONNX once).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (browsers allow the camera on localhost or HTTPS only).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
@@ -90,7 +90,8 @@ def web(artifact, host, port, stride, alpha) -> None:
     if artifact is None:
         artifact = _bundled_onnx()
     server = make_server(artifact, host=host, port=port, stride=stride, alpha=alpha)
-    click.echo(f"serving {artifact} at {url_of(server)} (Ctrl-C to stop)")
+    mode = "streaming: one inference per frame, " if server.streaming else ""
+    click.echo(f"serving {artifact} at {url_of(server)} ({mode}Ctrl-C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

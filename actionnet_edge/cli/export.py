@@ -22,7 +22,9 @@ def _targets():
 @click.option("--precision", default="fp32", show_default=True, callback=choice(lambda: PRECISIONS, "precision"))
 @click.option("--output", type=click.Path(), default=None,
               help="Folder to create [default: exports/<checkpoint>-<target>-<precision>].")
-@click.option("--segments", type=click.IntRange(min=2), default=None, help="Frames per clip T [default: checkpoint's].")
+@click.option("--segments", type=click.IntRange(min=2), default=None,
+              help="Frames per clip T; with --streaming the window of frames the logits average over "
+                   "[default: checkpoint's T].")
 @click.option("--size", type=click.IntRange(min=32), default=None, help="Input side S [default: checkpoint's].")
 @click.option("--layout", default="NCHW", show_default=True, callback=choice(lambda: LAYOUTS, "layout"),
               help="Input layout: NCHW (N,T,3,S,S) or NHWC (N,T,S,S,3).")
@@ -30,7 +32,12 @@ def _targets():
 @click.option("--dataset", default=None, help="Reader of --data-root (jester, egogesture, ssv2, csv, synthetic).")
 @click.option("--calib-clips", default=32, show_default=True, type=click.IntRange(min=1),
               help="Clips for post-training calibration (int8 from a float checkpoint).")
-@click.option("--parity-clips", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--parity-clips", default=None, type=click.IntRange(min=1),
+              help="Clips run through the artifact for parity [default: 32; with --streaming 8, i.e. 8 x T frames "
+                   "as one stream].")
+@click.option("--streaming", is_flag=True,
+              help="Export the frame-by-frame step of a causal checkpoint (fp32): frame + state tensors in, "
+                   "logits + frame_logits + new state out; names and shapes in metadata.json 'streaming'.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check (the report says nothing was checked).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @click.option("--min-cosine", default=Thresholds.min_cosine, show_default=True, type=float, help="fp32 cosine vs float.")
@@ -43,7 +50,7 @@ def _targets():
 @click.option("--converter", default=None, help="Exporter-specific converter (tflite: litert-torch or onnx2tf).")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def command(target, checkpoint, precision, output, segments, size, layout, data_root, dataset, calib_clips,
-            parity_clips, no_verify, force, min_cosine, min_cosine_fp16, min_top1, min_sqnr, min_top1_int8,
+            parity_clips, streaming, no_verify, force, min_cosine, min_cosine_fp16, min_top1, min_sqnr, min_top1_int8,
             converter, as_json):
     """Export a checkpoint to TARGET and check numeric parity in the target's own runtime."""
     from ..export.api import export_model
@@ -52,7 +59,7 @@ def command(target, checkpoint, precision, output, segments, size, layout, data_
     options = {"converter": converter} if converter else {}
     res = export_model(checkpoint, target, output, precision=precision, segments=segments, size=size, layout=layout,
                        data_root=data_root, dataset=dataset, calib_clips=calib_clips, parity_clips=parity_clips,
-                       verify=not no_verify, force=force, thresholds=th, **options)
+                       verify=not no_verify, force=force, thresholds=th, streaming=streaming, **options)
     if as_json:
         click.echo(json.dumps({"output": str(res.output), **res.report}, indent=2))
         return
@@ -60,10 +67,15 @@ def command(target, checkpoint, precision, output, segments, size, layout, data_
     click.echo(f"wrote {res.artifact} ({res.report['size_bytes'] / 1e6:.2f} MB) + metadata.json + report.json")
     if p.get("verified"):
         vf = p["vs_float"]
-        click.echo(f"parity passed on {p['clips']} clips ({p['source']}): max abs err {vf['max_abs_err']:.3g}, "
+        what = f"{p['clips']} clips" + (f" = {p['frames']} frames in one stream" if "frames" in p else "")
+        click.echo(f"parity passed on {what} ({p['source']}): max abs err {vf['max_abs_err']:.3g}, "
                    f"cosine {vf['cosine']:.6f}, SQNR {vf['sqnr_db']:.1f} dB, top-1 agreement {vf['top1_agreement']:.1%}")
     else:
         click.echo(f"parity NOT checked: {p.get('skipped')}")
+    if "streaming" in res.report:
+        st = res.report["streaming"]
+        click.echo(f"streaming step: frame + {st['state_tensors']} state tensors ({st['state_floats']} floats) in, "
+                   f"logits + frame_logits + new state out; window {st['window']} frames")
     conv = res.report["convert"]
     if "non_delegated_compute_ops" in conv:
         nd = conv["non_delegated_compute_ops"]

@@ -4,6 +4,10 @@ Frames are read with PyAV (``av``): a file, or a camera (``/dev/videoN`` through
 Linux, AVFoundation device N on macOS). Every kept frame enters the :class:`SlidingWindow`;
 each full window runs through the model's runner and the smoothed top gesture, its score
 and the frame rate are reported, and optionally drawn on the frames saved to ``--save``.
+
+A streaming artifact (``export --streaming``) runs once per kept frame instead, carrying its
+state from frame to frame; its logits (the average over its last ``window`` frames) are
+reported from the ``window``-th kept frame on, as the sliding window's are.
 """
 from __future__ import annotations
 
@@ -165,12 +169,45 @@ def overlay(rgb: np.ndarray, top: list[tuple[str, float]], fps: float) -> np.nda
     return np.asarray(img)
 
 
+def _clip_step(model: Model, win: SlidingWindow) -> Callable[[np.ndarray], tuple[np.ndarray, float] | None]:
+    """A frame -> (logits, ms) of the full window's clip, or None while the window fills / skipped."""
+
+    def step(rgb: np.ndarray):
+        if not win.push(rgb):
+            return None
+        t0 = time.perf_counter()
+        logits = model.run(win.clip())
+        return logits[0], 1000 * (time.perf_counter() - t0)
+
+    return step
+
+
+def _stream_step(model: Model, win: SlidingWindow) -> Callable[[np.ndarray], tuple[np.ndarray, float] | None]:
+    """A frame -> (logits, ms) of one streaming inference (state carried), None before ``window`` frames."""
+    stream, state, seen, kept = model.stream, model.stream.init_state(), 0, 0
+
+    def step(rgb: np.ndarray):
+        nonlocal state, seen, kept
+        seen += 1
+        if (seen - 1) % win.stride:
+            return None
+        x = win.preprocess(rgb)[None]
+        t0 = time.perf_counter()
+        logits, _, state = stream.step(x, state)
+        ms = 1000 * (time.perf_counter() - t0)
+        kept += 1
+        return (logits[0], ms) if kept >= stream.window else None
+
+    return step
+
+
 def run_live(model: Model, *, video: str | Path | None = None, camera: int | None = None,
              stride: int = 1, alpha: float = 0.5, save: str | Path | None = None,
              max_frames: int | None = None, on_prediction: Callable[[Prediction, float], None] | None = None,
              ) -> LiveResult:
     """Run the demo to the end of the video (or ``max_frames``, or Ctrl-C for a camera)."""
     win = SlidingWindow.from_metadata(model.meta, stride=stride, alpha=alpha)
+    step = _stream_step(model, win) if model.stream is not None else _clip_step(model, win)
     container, stream, rate, what = open_source(video, camera)
     writer = _Writer(Path(save), rate) if save else None
     result, ok = LiveResult(), False
@@ -179,12 +216,10 @@ def run_live(model: Model, *, video: str | Path | None = None, camera: int | Non
     start = last_log = time.perf_counter()
     try:
         for rgb in frames_of(container, stream, what):
-            if win.push(rgb):
-                t0 = time.perf_counter()
-                logits = model.run(win.clip())
-                ms = 1000 * (time.perf_counter() - t0)
-                win.update(logits[0])
-                pred = Prediction(result.frames, win.top(3), ms)
+            out = step(rgb)
+            if out is not None:
+                win.update(out[0])
+                pred = Prediction(result.frames, win.top(3), out[1])
                 result.predictions.append(pred)
                 if on_prediction is not None:
                     on_prediction(pred, result.frames / max(time.perf_counter() - start, 1e-9))

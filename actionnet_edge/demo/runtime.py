@@ -1,4 +1,8 @@
-"""Open what the demos run: an exported artifact folder (its own runtime) or a checkpoint."""
+"""Open what the demos run: an exported artifact folder (its own runtime) or a checkpoint.
+
+A folder whose metadata.json has a ``streaming`` section (``export --streaming``) opens as a
+:class:`~actionnet_edge.export.streaming.StreamRunner` (``Model.stream``): one inference per frame.
+"""
 from __future__ import annotations
 
 import logging
@@ -21,9 +25,10 @@ class Model:
     """A runnable model for the demos: metadata (labels, segments, preprocessing) + runner."""
 
     meta: dict[str, Any]
-    run: Runner  # (N, T, 3, S, S) float32 NCHW -> (N, K) logits
+    run: Runner | None  # (N, T, 3, S, S) float32 NCHW -> (N, K) logits; None for a streaming artifact
     description: str
     path: Path | None = None
+    stream: Any = None  # a StreamRunner: one frame (1, 3, S, S) + state -> logits, frame logits, state
 
 
 def artifact_file(artifact_dir: Path, meta: dict[str, Any]) -> tuple[str, Path]:
@@ -56,6 +61,17 @@ def open_artifact(artifact_dir: str | Path) -> Model:
     meta = read_metadata(d)
     target, path = artifact_file(d, meta)
     layout = str(meta.get("layout", "NCHW"))
+    if "streaming" in meta:
+        from ..export.streaming import StreamRunner
+
+        if target not in EXPORTERS:
+            raise ActionNetError(f"{path}: no runtime for target '{target}' in this installation")
+        try:
+            stream = StreamRunner.load(EXPORTERS[target], path, meta["streaming"])
+        except RuntimeUnavailable as e:
+            raise ActionNetError(f"cannot run {path.name} here: {e}") from None
+        return Model(meta, None, f"{path.name} ({target}, {meta.get('precision', 'fp32')}, streaming: one inference "
+                                 f"per frame)", path, stream)
     if target in EXPORTERS:
         try:
             run = EXPORTERS[target].load(path, layout=layout)

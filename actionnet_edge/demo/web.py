@@ -4,6 +4,10 @@ The page runs the model with onnxruntime-web (WebAssembly), whose JS/wasm files 
 ``web_demo/node_modules`` (``npm ci`` in ``web_demo/`` with the committed lock file); nothing
 is fetched from a CDN. The server sends the cross-origin isolation headers so the wasm
 runtime may use threads, and ``no-store`` so a new export is picked up on reload.
+
+A streaming artifact (``export --streaming``: metadata.json has a ``streaming`` section) is
+served the same way; the page then runs one inference per kept frame and carries the state.
+:func:`check_streaming` checks that section as the page uses it before anything is served.
 """
 from __future__ import annotations
 
@@ -80,6 +84,34 @@ class _Handler(SimpleHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), fmt % args)
 
 
+def check_streaming(meta: dict[str, Any], name: str) -> dict[str, Any]:
+    """The ``streaming`` section of ``meta``, checked as the page uses it (first input ``frame``
+    of (1, 3, S, S), then the state tensors, each with a ``<name>_out``-style output listed)."""
+    from ..export.streaming import FRAME, LOGITS, StreamRunner
+
+    section = meta["streaming"]
+    if not isinstance(section, dict):
+        raise ActionNetError(f"{name}: the 'streaming' section of metadata.json must be an object")
+    run = StreamRunner(None, section, name)  # a malformed section is a clear error
+    size = int(meta["size"])
+    if not run.inputs or run.inputs[0] != (FRAME, (1, 3, size, size)):
+        got = run.inputs[0] if run.inputs else "nothing"
+        raise ActionNetError(f"{name}: the first streaming input must be '{FRAME}' of shape (1, 3, {size}, {size}), "
+                             f"metadata.json says {got}")
+    try:
+        state = [(s["name"], tuple(int(d) for d in s["shape"]), s["output"]) for s in section["state"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ActionNetError(f"{name}: malformed 'state' in the 'streaming' section of metadata.json ({e!r})") from None
+    if [(n, sh) for n, sh, _ in state] != run.state_spec:
+        raise ActionNetError(f"{name}: the streaming inputs after '{FRAME}' differ from its 'state' list in metadata.json")
+    missing = [o for o in (LOGITS, *(o for *_, o in state)) if o not in run.outputs]
+    if missing:
+        raise ActionNetError(f"{name}: the streaming outputs in metadata.json lack '{missing[0]}'")
+    if run.window < 1:
+        raise ActionNetError(f"{name}: the streaming window must be >= 1, metadata.json says {run.window}")
+    return section
+
+
 def make_server(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
                 stride: int = 1, alpha: float = 0.5, debug: bool = False) -> ThreadingHTTPServer:
     """A (not yet started) HTTP server for the page and one ONNX artifact folder."""
@@ -89,12 +121,15 @@ def make_server(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int 
     if target != "onnx":
         raise ActionNetError(f"the browser demo runs ONNX artifacts, {d} holds a '{target}' one; "
                              "export with: actionnet-edge export --target onnx")
+    streaming = "streaming" in meta
+    if streaming:
+        check_streaming(meta, model.name)
     if stride < 1 or not 0 <= alpha < 1:
         raise ActionNetError(f"need stride >= 1 and 0 <= alpha < 1, got {stride} and {alpha}")
     root = web_root()
     dist = ort_dist(root)
     config = {"metadata": "artifact/metadata.json", "model": f"artifact/{model.name}", "model_name": model.name,
-              "stride": stride, "alpha": alpha, "debug": debug}
+              "stride": stride, "alpha": alpha, "debug": debug, "streaming": streaming}
     routes: dict[str, Path | bytes] = {f"/{f}": root / f for f in PAGE_FILES}
     routes.update({f"/vendor/ort/{f}": dist / f for f in ORT_FILES})
     routes["/artifact/metadata.json"] = d / "metadata.json"
@@ -106,6 +141,7 @@ def make_server(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int 
     except OSError as e:
         raise ActionNetError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     server.daemon_threads = True
+    server.streaming = streaming  # type: ignore[attr-defined]  # for the CLI's message
     return server
 
 

@@ -1,5 +1,9 @@
 """``export_model``: checkpoint -> edge form -> (int8: PT2E quantization) -> artifact -> parity.
 
+With ``streaming=True`` the frame-by-frame step of a causal checkpoint is exported instead
+(its state as named inputs/outputs, :mod:`.streaming`), through the same exporters, checks
+and folder handling.
+
 Everything is written into a temporary folder next to the output and moved into place only
 when parity passes (or verification was switched off, which is logged loudly), so a failed
 export leaves nothing behind.
@@ -26,6 +30,8 @@ from .base import LAYOUTS, RuntimeUnavailable
 from .edge import to_edge
 from .metadata import build_metadata
 from .parity import Thresholds, evaluate, summary
+from .streaming import (DEFAULT_PARITY_CLIPS, StreamRunner, add_streaming, io_names, load_stream_source,
+                        stream_parity, streaming_section)
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +159,9 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def default_output(checkpoint: str | Path | None, target: str, precision: str) -> Path:
+def default_output(checkpoint: str | Path | None, target: str, precision: str, streaming: bool = False) -> Path:
     stem = Path(checkpoint).stem if checkpoint is not None else bundled_checkpoint().stem
-    return Path("exports") / f"{stem}-{target}-{precision}"
+    return Path("exports") / f"{stem}-{target}-{precision}{'-streaming' if streaming else ''}"
 
 
 def export_model(
@@ -170,10 +176,11 @@ def export_model(
     data_root: str | Path | None = None,
     dataset: str | None = None,
     calib_clips: int = 32,
-    parity_clips: int = 32,
+    parity_clips: int | None = None,
     verify: bool = True,
     force: bool = False,
     thresholds: Thresholds | None = None,
+    streaming: bool = False,
     **options: Any,
 ) -> ExportResult:
     """Export a checkpoint (``None``: the bundled model) to ``target`` and check parity.
@@ -188,10 +195,13 @@ def export_model(
         layout: ``NCHW`` or ``NHWC`` input.
         data_root, dataset: clips for parity (validation split) and calibration (training split);
             default: the synthetic generator.
-        parity_clips: clips run through the artifact in its own runtime (at least 32 advised).
+        parity_clips: clips run through the artifact in its own runtime (default 32, at least 32
+            advised; with ``streaming`` default 8, whose 8 x T frames run as one stream).
         verify: ``False`` skips parity (logged loudly, recorded in report.json).
         force: replace an existing output folder.
         thresholds: parity pass criteria.
+        streaming: export the frame-by-frame step of a causal checkpoint (fp32, NCHW); ``segments``
+            is then the window of frames the logits average over (default: the checkpoint's T).
         options: passed to the exporter's ``convert`` (e.g. ``converter="onnx2tf"``).
     """
     t_start = time.perf_counter()
@@ -200,9 +210,15 @@ def export_model(
         raise unknown_name(f"precision for {target}", precision, exporter.precisions)
     if layout not in LAYOUTS:
         raise unknown_name("layout", layout, LAYOUTS)
+    if parity_clips is None:
+        parity_clips = DEFAULT_PARITY_CLIPS if streaming else 32
     if parity_clips < 1 or calib_clips < 1:
         raise ActionNetError("--parity-clips and --calib-clips must be positive")
-    out = Path(output) if output is not None else default_output(checkpoint, target, precision)
+    if streaming and precision != "fp32":
+        raise ActionNetError(f"--streaming exports fp32 only; {precision} streaming is not supported")
+    if streaming and layout != "NCHW":
+        raise ActionNetError("--streaming takes NCHW frames (1, 3, S, S) only; drop --layout NHWC")
+    out = Path(output) if output is not None else default_output(checkpoint, target, precision, streaming)
     if out.exists() and not force:
         raise ActionNetError(f"output {out} already exists; pass --force to replace it")
     if data_root is not None and not Path(data_root).exists():
@@ -212,9 +228,13 @@ def export_model(
     exporter.check_available()
     th = thresholds or Thresholds()
 
-    src = _load_source(checkpoint, segments)
-    ckpt, qat_state, model, edge = src.ckpt, src.qat_state, src.reference, src.edge
-    t = int(model.config["num_segments"])
+    if streaming:  # the step is all 4-D already: it is its own edge form
+        ckpt, model = load_stream_source(checkpoint, segments)
+        qat_state, edge, t = None, model, model.window
+    else:
+        src = _load_source(checkpoint, segments)
+        ckpt, qat_state, model, edge = src.ckpt, src.qat_state, src.reference, src.edge
+        t = int(model.config["num_segments"])
     s = int(size or ckpt.preprocess["size"])
     if s < 32:
         raise ActionNetError(f"--size must be at least 32, got {s}")
@@ -225,6 +245,10 @@ def export_model(
         log.warning("%s is a QAT checkpoint: exporting its float weights at %s", ckpt.path.name, precision)
     mean, std = ckpt.preprocess["mean"], ckpt.preprocess["std"]
     example = torch.zeros(1, t, 3, s, s)
+    io: dict[str, Any] = {}
+    if streaming:
+        example = (torch.zeros(1, 3, s, s), *model.init_state(1, s))
+        io["input_names"], io["output_names"] = io_names(model.state_spec(1, s))
 
     quant_info = None
     export_model_ = edge
@@ -243,23 +267,28 @@ def export_model(
             quant_info = {"method": "qat", "backend": exporter.quant_backend, "qat_input_shape": qat_state["input_shape"]}
         export_model_ = _quantize(edge, exporter.quant_backend, calib, qat_state)
 
-    name = f"{ckpt.path.stem}_{precision}{exporter.suffix}"
+    name = f"{ckpt.path.stem}_{precision}{'_streaming' if streaming else ''}{exporter.suffix}"
     meta = build_metadata(target=target, precision=precision, artifact=name, layout=layout, labels=ckpt.labels,
                           segments=t, size=s, preprocess=ckpt.preprocess, model_config=model.config,
                           checkpoint_name=ckpt.path.name, checkpoint_sha256=ckpt.sha256, quantization=quant_info)
+    section = streaming_section(model, s) if streaming else None
+    if section is not None:
+        meta = add_streaming(meta, section)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         artifact = tmp / name
-        log.info("converting %s (%s/%s, T=%d, %d px) to %s %s %s", ckpt.path.name, model.config["arch"],
-                 model.config["temporal"], t, s, target, precision, layout)
+        log.info("converting %s (%s/%s, %s %d, %d px) to %s %s %s", ckpt.path.name, model.config["arch"],
+                 model.config["temporal"], "streaming step, window" if streaming else "T =", t, s, target, precision,
+                 layout)
         t0 = time.perf_counter()
-        info = exporter.convert(export_model_, example, precision, artifact, layout=layout, metadata=meta, **options)
+        info = exporter.convert(export_model_, example, precision, artifact, layout=layout, metadata=meta, **io,
+                                **options)
         convert_s = time.perf_counter() - t0
         if not artifact.exists():
             raise RuntimeError(f"{target} exporter wrote no artifact at {artifact}")
         parity = _parity(exporter, artifact, layout, precision, model, export_model_ if precision == "int8" else None,
-                         t, s, mean, std, data_root, dataset, parity_clips, verify, th)
+                         t, s, mean, std, data_root, dataset, parity_clips, verify, th, section)
         report = {
             "target": target, "precision": precision, "layout": layout, "artifact": name,
             "size_bytes": _size(artifact), "convert_seconds": round(convert_s, 2),
@@ -267,6 +296,9 @@ def export_model(
             "checkpoint": {"path": str(ckpt.path), "sha256": ckpt.sha256}, "quantization": quant_info,
             "convert": info, "parity": parity, "thresholds": th.to_dict(),
         }
+        if section is not None:
+            report["streaming"] = {"window": section["window"], "state_tensors": len(section["state"]),
+                                   "state_floats": section["state_floats"]}
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2))
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
         if out.exists():  # --force
@@ -280,18 +312,24 @@ def export_model(
 
 
 def _parity(exporter, artifact: Path, layout: str, precision: str, model, quant_model, t: int, s: int, mean, std,
-            data_root, dataset, n: int, verify: bool, th: Thresholds) -> dict[str, Any]:
+            data_root, dataset, n: int, verify: bool, th: Thresholds, section: dict | None = None) -> dict[str, Any]:
+    """Parity of the artifact with ``model`` (with ``section``: the streaming step, frame by frame)."""
     if not verify:
         log.warning("*** --no-verify: parity NOT checked; %s was never run in its runtime ***", artifact.name)
         return {"verified": False, "skipped": "--no-verify: nothing was checked"}
-    if n < 32:
-        log.warning("parity on %d clips (32 or more advised)", n)
+    if n * (t if section else 1) < 32:
+        log.warning("parity on %d %s (32 or more advised)", n * (t if section else 1), "frames" if section else "clips")
     try:
-        run = exporter.load(artifact, layout=layout)
+        if section is None:
+            run = exporter.load(artifact, layout=layout)
+        else:
+            run = StreamRunner.load(exporter, artifact, section)
     except RuntimeUnavailable as e:
         log.warning("parity skipped: %s", e)
         return {"verified": False, "skipped": str(e)}
     clips, source = sample_clips(n, t, s, mean, std, data_root=data_root, dataset=dataset, split="val", seed=0)
+    if section is not None:
+        return _check(stream_parity(run, model, clips, precision, th), artifact, source)
     t0 = time.perf_counter()
     out = np.asarray(run(clips.numpy().astype(np.float32)), dtype=np.float32)
     run_s = time.perf_counter() - t0
@@ -300,7 +338,13 @@ def _parity(exporter, artifact: Path, layout: str, precision: str, model, quant_
     if out.shape != float_ref.shape:
         raise ActionNetError(f"{artifact.name}: runtime output shape {out.shape} != expected {float_ref.shape}")
     res = evaluate(precision, out, float_ref, quant_ref, th)
-    res.update(verified=True, source=source, runtime_seconds_per_clip=round(run_s / len(clips), 4))
+    res.update(runtime_seconds_per_clip=round(run_s / len(clips), 4))
+    return _check(res, artifact, source)
+
+
+def _check(res: dict[str, Any], artifact: Path, source: str) -> dict[str, Any]:
+    """Record where the clips came from; a failed check is an error naming what missed."""
+    res.update(verified=True, source=source)
     line = summary(res)
     if not res["passed"]:
         raise ActionNetError(f"parity failed for {artifact.name} ({'; '.join(res['failures'])}): {line}")

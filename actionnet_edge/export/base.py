@@ -19,6 +19,8 @@ LAYOUTS = ("NCHW", "NHWC")
 
 #: a runner: (N, T, 3, S, S) float32 NCHW clips -> (N, K) float32 logits
 Runner = Callable[[np.ndarray], np.ndarray]
+#: a multi-input runner: the inputs in ``input_names`` order -> the outputs in ``output_names`` order
+MultiRunner = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
 class RuntimeUnavailable(Exception):
@@ -39,12 +41,15 @@ class Exporter(Protocol):
         """Raise ActionNetError("... pip install 'actionnet-edge[EXTRA]'") if the toolchain is missing."""
         ...
 
-    def convert(self, model: nn.Module, example: torch.Tensor, precision: str, path: Path,
-                *, layout: str = "NCHW", metadata: dict, **options) -> dict:
+    def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
+                path: Path, *, layout: str = "NCHW", metadata: dict, input_names: list[str] | None = None,
+                output_names: list[str] | None = None, **options) -> dict:
         """Write the artifact to ``path`` (a temp path chosen by the caller).
 
         ``model`` is the edge form (float, eval) for fp32/fp16, or the converted PT2E int8
-        model for int8. ``example`` is (1, T, 3, S, S). Returns info for report.json
+        model for int8. ``example`` is a (1, T, 3, S, S) clip, or a tuple of inputs for a
+        multi-input model (e.g. the streaming step: frame + state), which is then exported
+        with ``input_names`` / ``output_names`` (NCHW only). Returns info for report.json
         (e.g. delegated / non-delegated ops, op list).
         """
         ...
@@ -52,6 +57,12 @@ class Exporter(Protocol):
     def load(self, path: Path, *, layout: str = "NCHW") -> Runner:
         """A runner in the artifact's OWN runtime: (N, T, 3, S, S) float32 NCHW clips -> (N, K)
         logits (the runner transposes to NHWC itself when the artifact takes NHWC).
+        Raises :class:`RuntimeUnavailable`."""
+        ...
+
+    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str]) -> MultiRunner:
+        """A runner in the artifact's own runtime for a multi-input artifact: float32 arrays in
+        ``input_names`` order -> arrays in ``output_names`` order (static batch of 1).
         Raises :class:`RuntimeUnavailable`."""
         ...
 
@@ -64,6 +75,11 @@ def missing_extra(target: str, extra: str, err: Exception) -> "ActionNetError":
         f"the {target} exporter needs its toolchain ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
         f"install it with: pip install 'actionnet-edge[{extra}]'"
     )
+
+
+def as_inputs(example) -> tuple[torch.Tensor, ...]:
+    """``convert``'s example as a tuple of inputs (a single clip -> a 1-tuple)."""
+    return tuple(example) if isinstance(example, (tuple, list)) else (example,)
 
 
 def to_layout(clips: np.ndarray, layout: str) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import RuntimeUnavailable, Runner, missing_extra
+from .base import MultiRunner, RuntimeUnavailable, Runner, missing_extra
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +44,30 @@ class CoreMLExporter:
         except ImportError as e:
             raise missing_extra(self.name, self.extra, e) from None
 
-    def convert(self, model: nn.Module, example: torch.Tensor, precision: str, path: Path,
-                *, layout: str = "NCHW", metadata: dict, **options) -> dict:
+    def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
+                path: Path, *, layout: str = "NCHW", metadata: dict, input_names: list[str] | None = None,
+                output_names: list[str] | None = None, **options) -> dict:
         import coremltools as ct
 
         from .edge import with_layout
 
         t0 = time.perf_counter()
-        net = with_layout(model, layout)
-        x = example if layout == "NCHW" else example.permute(0, 1, 3, 4, 2).contiguous()
+        if isinstance(example, torch.Tensor):
+            net = with_layout(model, layout)
+            xs = (example if layout == "NCHW" else example.permute(0, 1, 3, 4, 2).contiguous(),)
+            input_names, output_names = [INPUT_NAME], [OUTPUT_NAME]
+        else:  # a multi-input step (streaming), NCHW
+            net, xs = _DistinctOutputs(model), tuple(example)
         if not isinstance(net, torch.fx.GraphModule):
             net = net.eval()
-        ep = torch.export.export(net, (x,)).run_decompositions({})
+        ep = torch.export.export(net, xs).run_decompositions({})
         t1 = time.perf_counter()
         target = ct.target.iOS17 if precision == "int8" else ct.target.iOS16
         mlmodel = ct.convert(
             ep, convert_to="mlprogram", minimum_deployment_target=target,
             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-            inputs=[ct.TensorType(name=INPUT_NAME, shape=tuple(x.shape), dtype=np.float32)],
-            outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
+            inputs=[ct.TensorType(name=n, shape=tuple(x.shape), dtype=np.float32) for n, x in zip(input_names, xs)],
+            outputs=[ct.TensorType(name=n, dtype=np.float32) for n in output_names],
         )
         mlmodel.short_description = (f"ACTION-Net {metadata.get('model', {}).get('arch', '')} action recognition, "
                                      f"{precision}, {layout} input").strip()
@@ -72,6 +77,10 @@ class CoreMLExporter:
         mlmodel.save(str(path))
         t2 = time.perf_counter()
         checked = inspect_package(path)
+        names = ([i["name"] for i in checked["inputs"]], [o["name"] for o in checked["outputs"]])
+        if names != (list(input_names), list(output_names)):
+            raise RuntimeError(f"the saved {Path(path).name} has inputs/outputs {names}, expected "
+                               f"{input_names} / {output_names}")
         log.info("coreml: %s %s (%s) in %.1fs; %d MIL ops: %s", precision, layout, checked["deployment_target"],
                  t2 - t0, sum(checked["mil_ops"].values()), checked["mil_ops"])
         return {
@@ -98,6 +107,34 @@ class CoreMLExporter:
                                               dtype=np.float32).reshape(1, -1) for c in x])
 
         return run
+
+    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str]) -> MultiRunner:
+        if platform.system() != "Darwin":
+            raise RuntimeUnavailable("CoreML runtime needs macOS")
+        try:
+            import coremltools as ct
+        except ImportError as e:
+            raise RuntimeUnavailable(f"coremltools not installed ({e})") from None
+        mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+
+        def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            out = mlmodel.predict({n: np.asarray(x, dtype=np.float32) for n, x in zip(input_names, inputs)})
+            return [np.asarray(out[n], dtype=np.float32) for n in output_names]
+
+        return run
+
+
+class _DistinctOutputs(nn.Module):
+    """Outputs that are an input passed through (a state shifted by one frame) get an ``+ 0``:
+    coremltools cannot name one variable both as an input and as an output."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor):
+        ids = {id(x) for x in inputs}
+        return tuple(y + 0.0 if id(y) in ids else y for y in self.model(*inputs))
 
 
 def inspect_package(path: str | Path) -> dict:

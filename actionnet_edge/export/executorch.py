@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import RuntimeUnavailable, Runner, missing_extra
+from .base import MultiRunner, RuntimeUnavailable, Runner, as_inputs, missing_extra
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,19 @@ class ExecuTorchExporter:
         except ImportError as e:
             raise missing_extra(self.name, self.extra, e) from None
 
-    def convert(self, model: nn.Module, example: torch.Tensor, precision: str, path: Path,
-                *, layout: str = "NCHW", metadata: dict, **options) -> dict:
+    def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
+                path: Path, *, layout: str = "NCHW", metadata: dict, input_names: list[str] | None = None,
+                output_names: list[str] | None = None, **options) -> dict:
+        """Inputs and outputs of a .pte are positional: ``input_names``/``output_names`` are the
+        order recorded in metadata.json."""
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
         t0 = time.perf_counter()
         if isinstance(model, torch.fx.GraphModule):  # a converted PT2E model is already a graph
-            ep = torch.export.export(model, (example,), strict=False)
+            ep = torch.export.export(model, as_inputs(example), strict=False)
         else:
-            ep = torch.export.export(model.eval(), (example,))
+            ep = torch.export.export(model.eval(), as_inputs(example))
         t1 = time.perf_counter()
         blob = torch.frombuffer(bytearray(json.dumps(metadata, sort_keys=True).encode()), dtype=torch.uint8)
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
@@ -80,11 +83,7 @@ class ExecuTorchExporter:
         }
 
     def load(self, path: Path, *, layout: str = "NCHW") -> Runner:
-        try:
-            from executorch.runtime import Runtime
-        except ImportError as e:
-            raise RuntimeUnavailable(f"executorch runtime not installed ({e})") from None
-        method = Runtime.get().load_program(str(path)).load_method("forward")
+        method = self._method(path)
 
         def run(clips: np.ndarray) -> np.ndarray:
             # the program has a static batch of 1: run clip by clip
@@ -93,6 +92,27 @@ class ExecuTorchExporter:
             return torch.cat([o.reshape(1, -1) for o in outs]).numpy()
 
         return run
+
+    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str]) -> MultiRunner:
+        method = self._method(path)
+        found = (method.metadata.num_inputs(), method.metadata.num_outputs())
+        if found != (len(input_names), len(output_names)):
+            raise RuntimeError(f"{Path(path).name} has {found[0]} inputs / {found[1]} outputs, expected "
+                               f"{len(input_names)} / {len(output_names)}")
+
+        def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            outs = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in inputs])
+            return [np.array(o.numpy(), copy=True) for o in outs]  # copies: the method reuses its buffers
+
+        return run
+
+    @staticmethod
+    def _method(path: Path):
+        try:
+            from executorch.runtime import Runtime
+        except ImportError as e:
+            raise RuntimeUnavailable(f"executorch runtime not installed ({e})") from None
+        return Runtime.get().load_program(str(path)).load_method("forward")
 
 
 def read_embedded_metadata(path: Path) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import RuntimeUnavailable, Runner, missing_extra, to_layout
+from .base import MultiRunner, RuntimeUnavailable, Runner, as_inputs, missing_extra, to_layout
 from .edge import with_layout
 
 log = logging.getLogger(__name__)
@@ -40,21 +40,25 @@ class OnnxExporter:
         except ImportError as e:
             raise missing_extra(self.name, self.extra, e) from None
 
-    def convert(self, model: nn.Module, example: torch.Tensor, precision: str, path: Path,
-                *, layout: str = "NCHW", metadata: dict, **options) -> dict:
+    def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
+                path: Path, *, layout: str = "NCHW", metadata: dict, input_names: list[str] | None = None,
+                output_names: list[str] | None = None, **options) -> dict:
         import onnx
 
         t0 = time.perf_counter()
         logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # one INFO line per initializer otherwise
         model = with_layout(model.eval(), layout)
-        example = torch.from_numpy(to_layout(example.numpy(), layout))
+        if isinstance(example, torch.Tensor):  # one clip batch, dynamic batch size
+            args = (torch.from_numpy(to_layout(example.numpy(), layout)),)
+            dynamic = ({0: torch.export.Dim("batch", min=1, max=1024)},)
+        else:  # a multi-input step (static batch of 1)
+            args, dynamic = as_inputs(example), None
         if precision == "fp16":
             model = _Half(model)
-        prog = torch.onnx.export(model, (example,), dynamo=True, opset_version=OPSET,
-                                 input_names=[metadata.get("input_name", "clips")],
-                                 output_names=[metadata.get("output_name", "logits")],
-                                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
-                                 optimize=True, verbose=False)
+        prog = torch.onnx.export(model, args, dynamo=True, opset_version=OPSET,
+                                 input_names=input_names or [metadata.get("input_name", "clips")],
+                                 output_names=output_names or [metadata.get("output_name", "logits")],
+                                 dynamic_shapes=dynamic, optimize=True, verbose=False)
         proto = prog.model_proto
         del proto.metadata_props[:]
         for k, v in {"actionnet_edge.metadata": json.dumps(metadata, sort_keys=True),
@@ -78,6 +82,22 @@ class OnnxExporter:
         def run(clips: np.ndarray) -> np.ndarray:
             x = to_layout(np.asarray(clips, dtype=np.float32), layout)
             return np.asarray(sess.run(None, {inp.name: x})[0], dtype=np.float32)
+
+        return run
+
+    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str]) -> MultiRunner:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise RuntimeUnavailable(f"onnxruntime not installed ({e})") from None
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        found = ([i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()])
+        if found != (list(input_names), list(output_names)):
+            raise RuntimeError(f"{Path(path).name}: its inputs/outputs are not the ones metadata.json names")
+
+        def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            feed = {n: np.ascontiguousarray(x, dtype=np.float32) for n, x in zip(input_names, inputs)}
+            return [np.asarray(o, dtype=np.float32) for o in sess.run(output_names, feed)]
 
         return run
 

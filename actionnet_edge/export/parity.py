@@ -86,4 +86,5 @@ def summary(res: dict[str, Any]) -> str:
     if "vs_quantized_pytorch" in res:
         vq = res["vs_quantized_pytorch"]
         s += f"; vs quantized PyTorch: cosine {vq['cosine']:.5f}, top-1 {vq['top1_agreement']:.1%}"
-    return s + f" ({res['clips']} clips)"
+    frames = f" = {res['frames']} frames in one stream" if "frames" in res else ""
+    return s + f" ({res['clips']} clips{frames})"

@@ -5,8 +5,10 @@ Converters (``converter=`` option, ``--converter`` on the CLI):
 * ``litert-torch`` (default): straight from PyTorch. fp32 as is; fp16 = the fp32 model with
   float16 weights and explicit DEQUANTIZE ops (ai-edge-quantizer's float-casting recipe, the
   usual TFLite "float16 quantization"); int8 = the converted PT2E model from litert-torch's
-  quantizer (:func:`actionnet_edge.quant.quantize` with backend ``litert``): NOT enabled, the
-  converter's NHWC pass fails on it here (see ``precisions``).
+  quantizer (:func:`actionnet_edge.quant.quantize` with backend ``litert``: PTQ calibrated on
+  clips, or the QAT checkpoint's graph and ranges) lowered in litert-torch's static mode: int8
+  weights (per channel) and activations in every conv, the temporal modules included, the
+  classifier float, float32 input/output behind QUANTIZE/DEQUANTIZE ops.
 * ``onnx2tf``: from the ONNX export, fp32 only. It needs TensorFlow (~3 GB) and onnx2tf, which
   are not part of any extra here; without them it raises an error naming what to install.
 
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import ActionNetError
-from .base import RuntimeUnavailable, Runner, missing_extra
+from .base import MultiRunner, RuntimeUnavailable, Runner, missing_extra
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,7 @@ class TFLiteExporter:
     name = "tflite"
     suffix = ".tflite"
     extra = "tflite"
-    #: int8 is not offered yet: litert-torch 0.10's NHWC layout pass fails on the converted PT2E
-    #: graph ("Attempting to convert non-NHWC compatible node to NHWC: dequantize_per_tensor_..."),
-    #: even with the temporal modules left in float. The int8 code path below is kept for it.
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
     quant_backend = "litert"
 
     def check_available(self) -> None:
@@ -56,8 +55,11 @@ class TFLiteExporter:
         except ImportError as e:
             raise missing_extra(self.name, self.extra, e) from None
 
-    def convert(self, model: nn.Module, example: torch.Tensor, precision: str, path: Path,
-                *, layout: str = "NCHW", metadata: dict, converter: str = "litert-torch", **options) -> dict:
+    def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
+                path: Path, *, layout: str = "NCHW", metadata: dict, converter: str = "litert-torch",
+                input_names: list[str] | None = None, output_names: list[str] | None = None, **options) -> dict:
+        """A tuple ``example`` (multi-input step) becomes a signature with ``input_names`` /
+        ``output_names`` (litert-torch, fp32 only)."""
         from .edge import with_layout
 
         if converter not in CONVERTERS:
@@ -67,7 +69,12 @@ class TFLiteExporter:
         t0 = time.perf_counter()
         net = with_layout(model, layout)
         x = example if layout == "NCHW" else example.permute(0, 1, 3, 4, 2).contiguous()
-        if converter == "onnx2tf":
+        if not isinstance(x, torch.Tensor):  # a multi-input step (streaming): a named signature
+            if converter != "litert-torch" or precision != "fp32":
+                raise ActionNetError("a multi-input (streaming) .tflite is made by the litert-torch converter, "
+                                     "in fp32 only")
+            blob = _litert_torch_named(net, tuple(x), input_names, output_names)
+        elif converter == "onnx2tf":
             blob = _onnx2tf(net, x, precision, layout)
         else:
             blob = _litert_torch(net, x, precision)
@@ -112,25 +119,86 @@ class TFLiteExporter:
 
         return run
 
+    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str]) -> MultiRunner:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as e:
+            raise RuntimeUnavailable(f"ai-edge-litert not installed ({e})") from None
+        runner = Interpreter(model_path=str(path), num_threads=2).get_signature_runner()
+        found = (set(runner.get_input_details()), set(runner.get_output_details()))
+        if found != (set(input_names), set(output_names)):
+            raise RuntimeError(f"{Path(path).name}: its inputs/outputs are not the ones metadata.json names")
 
-def _litert_torch(net: nn.Module, x: torch.Tensor, precision: str) -> bytes:
+        def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            out = runner(**{n: np.ascontiguousarray(x, dtype=np.float32) for n, x in zip(input_names, inputs)})
+            return [np.asarray(out[n], dtype=np.float32) for n in output_names]
+
+        return run
+
+
+class _Named(nn.Module):
+    """Named inputs (keyword arguments) and outputs (a dict): the .tflite signature's names."""
+
+    def __init__(self, model: nn.Module, input_names: list[str], output_names: list[str]) -> None:
+        super().__init__()
+        self.model, self.input_names, self.output_names = model, list(input_names), list(output_names)
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.output_names, self.model(*(inputs[n] for n in self.input_names))))
+
+
+def _litert_torch_named(model: nn.Module, example: tuple, input_names: list[str], output_names: list[str]) -> bytes:
     import litert_torch
 
+    net = _Named(model.eval(), input_names, output_names).eval()
+    return litert_torch.convert(net, (), sample_kwargs=dict(zip(input_names, example))).model_content()
+
+
+def _litert_torch(net: nn.Module, x: torch.Tensor, precision: str) -> bytes:
+    import contextlib
+    import sys
+
+    import litert_torch
+
+    quant = None
     if precision == "int8":
-        from ..quant import _litert_patterns, make_quantizer
         from litert_torch.quantize.quant_config import QuantConfig
 
-        # the model is already the converted PT2E graph; the config tells the converter to keep
-        # its quantize/dequantize pairs as int8 tensors
+        from ..quant import make_quantizer
+
+        # the model is already the converted PT2E graph; a static config makes the converter
+        # turn its quantize/dequantize pairs into int8 tensors and kernels
         quant = QuantConfig(pt2e_quantizer=make_quantizer("litert", qat=False))
-        with _litert_patterns("litert"):
-            edge_model = litert_torch.convert(net, (x,), quant_config=quant)
-    else:
-        edge_model = litert_torch.convert(net.eval(), (x,))
-    blob = edge_model.model_content()
+        net = _one_dequantize_per_user(net)
+    with contextlib.redirect_stdout(sys.stderr):  # litert-torch prints its progress on stdout (breaks --json)
+        blob = litert_torch.convert(net.eval(), (x,), quant_config=quant).model_content()
+    if precision == "int8":
+        return _float_io(blob)
     if precision == "fp16":
         blob = _float16_weights(blob)
     return blob
+
+
+def _one_dequantize_per_user(net: nn.Module) -> nn.Module:
+    """A copy of the PT2E graph(s) in ``net`` where each dequantize node has one user.
+
+    torchao's convert shares a dequantize between users it did not annotate; litert-torch
+    0.10's layout pass, when it puts a transpose after such a node for one user, drops the
+    node's shape and then fails on the next ("Attempting to convert non-NHWC compatible node
+    to NHWC: dequantize_per_tensor_..."). Same numbers.
+    """
+    import copy
+
+    net = copy.deepcopy(net)
+    for gm in net.modules():
+        if isinstance(gm, torch.fx.GraphModule):
+            for node in list(gm.graph.nodes):
+                if node.op == "call_function" and str(node.target).startswith("quantized_decomposed.dequantize"):
+                    for user in list(node.users)[1:]:
+                        with gm.graph.inserting_after(node):
+                            user.replace_input_with(node, gm.graph.node_copy(node))
+            gm.recompile()
+    return net.eval()
 
 
 def _float16_weights(blob: bytes) -> bytes:
@@ -187,16 +255,75 @@ def _schema():
     return schema
 
 
-def embed_metadata(blob: bytes, metadata: dict) -> bytes:
-    """Add metadata.json to the flatbuffer's ``metadata`` list (replacing an older entry)."""
-    import flatbuffers
-
-    schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(blob), 0)
+def _unpack(blob: bytes):
+    """The flatbuffer as a mutable ``ModelT`` (buffers stored after it by offset read in)."""
+    model = _schema().ModelT.InitFromPackedBuf(bytearray(blob), 0)
     for buf in model.buffers or []:  # large-model layout: data after the flatbuffer, by offset
         if getattr(buf, "offset", 0) > 1:
             buf.data = np.frombuffer(blob[buf.offset:buf.offset + buf.size], dtype=np.uint8)
             buf.offset, buf.size = 0, 0
+    return model
+
+
+def _pack(model, size_hint: int) -> bytes:
+    import flatbuffers
+
+    b = flatbuffers.Builder(size_hint + 1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _float_io(blob: bytes) -> bytes:
+    """int8 graph inputs/outputs -> float32 ones, through a QUANTIZE / DEQUANTIZE op.
+
+    litert-torch's static mode folds the first quantize (and a last dequantize) into the
+    graph's I/O tensors; metadata.json promises float32 clips in and logits out.
+    """
+    schema = _schema()
+    model = _unpack(blob)
+
+    def opcode(op: int) -> int:
+        for i, c in enumerate(model.operatorCodes):
+            if max(c.builtinCode, c.deprecatedBuiltinCode) == op:
+                return i
+        c = schema.OperatorCodeT()
+        c.builtinCode, c.deprecatedBuiltinCode, c.version = op, min(op, 127), 1
+        model.operatorCodes.append(c)
+        return len(model.operatorCodes) - 1
+
+    changed = 0
+    for sig in model.signatureDefs or [None]:
+        sg = model.subgraphs[sig.subgraphIndex if sig else 0]
+        for ends, maps, is_input in ((sg.inputs, sig.inputs if sig else [], True),
+                                     (sg.outputs, sig.outputs if sig else [], False)):
+            for k, old in enumerate(ends):
+                q = sg.tensors[old]
+                if q.type != schema.TensorType.INT8:
+                    continue
+                f = schema.TensorT()
+                f.name, f.shape, f.shapeSignature, f.buffer = q.name, q.shape, q.shapeSignature, q.buffer
+                f.type = schema.TensorType.FLOAT32
+                q.name = bytes(q.name or b"") + b"_int8"
+                sg.tensors.append(f)
+                new = ends[k] = len(sg.tensors) - 1
+                for m in maps:
+                    if m.tensorIndex == old:
+                        m.tensorIndex = new
+                op = schema.OperatorT()
+                if is_input:
+                    op.opcodeIndex, op.inputs, op.outputs = opcode(schema.BuiltinOperator.QUANTIZE), [new], [old]
+                    sg.operators.insert(0, op)
+                else:
+                    op.opcodeIndex, op.inputs, op.outputs = opcode(schema.BuiltinOperator.DEQUANTIZE), [old], [new]
+                    sg.operators.append(op)
+                changed += 1
+    return _pack(model, len(blob)) if changed else blob
+
+
+def embed_metadata(blob: bytes, metadata: dict) -> bytes:
+    """Add metadata.json to the flatbuffer's ``metadata`` list (replacing an older entry)."""
+    schema = _schema()
+    model = _unpack(blob)
     payload = json.dumps(metadata, sort_keys=True).encode()
     buf = schema.BufferT()
     buf.data = np.frombuffer(payload, dtype=np.uint8)
@@ -205,9 +332,7 @@ def embed_metadata(blob: bytes, metadata: dict) -> bytes:
     entry.name = METADATA_NAME
     entry.buffer = len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_NAME] + [entry]
-    b = flatbuffers.Builder(len(blob) + len(payload) + 1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return _pack(model, len(blob) + len(payload))
 
 
 def _name(v) -> str:

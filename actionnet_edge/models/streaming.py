@@ -70,7 +70,9 @@ class _Shift(_Stateful):
     def __init__(self, src: LearnableShift | TemporalShift) -> None:
         super().__init__()
         if isinstance(src, LearnableShift):
-            self.register_buffer("w", src.conv.weight.detach()[:, 0].t().reshape(3, 1, -1, 1, 1).clone())
+            w = src.conv.weight.detach()[:, 0].t().reshape(3, 1, -1, 1, 1)
+            for k in range(3):  # one buffer per tap: no indexing op in the exported graph
+                self.register_buffer(f"w{k}", w[k].clone())
             self.fold = None
         else:
             self.fold = src.fold
@@ -82,7 +84,7 @@ class _Shift(_Stateful):
     def forward(self, x):
         p1, p2 = self._state(x)
         if self.fold is None:
-            y = self.w[0] * p2 + self.w[1] * p1 + self.w[2] * x
+            y = self.w0 * p2 + self.w1 * p1 + self.w2 * x
             self.state_out = (x, p1)
             return y
         f = self.fold
@@ -257,6 +259,9 @@ class StreamingActionNet(nn.Module):
         logits = (history.sum(1) + frame_logits) / self.window
         new_history = torch.cat([history[:, 1:], frame_logits[:, None]], 1) if self.window > 1 else history
         new_state = [s for m in self.stateful for s in m.state_out]
+        for m in self.backbone.modules():  # leave no tensor attributes behind (torch.export warns about them)
+            if isinstance(m, _Stateful):
+                m.state_in, m.state_out = None, ()
         return (logits, frame_logits, *new_state, new_history)
 
     def step(self, frame: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -8,8 +8,10 @@ calibrated on clips) -> ``convert_pt2e`` -> an int8 reference model that the exp
 Backends and their quantizers:
 
 * ``xnnpack``: ExecuTorch's ``XNNPACKQuantizer``, symmetric int8, per-channel weights;
-* ``litert``: litert-torch's ``PT2EQuantizer`` (its pattern functions are wrapped in modules
-  so that ``torch.export`` accepts them with torch >= 2.13);
+* ``litert``: litert-torch's ``PT2EQuantizer``, symmetric int8, per-channel weights, the
+  classifier left float (its pattern functions are wrapped in modules so that
+  ``torch.export`` accepts them with torch >= 2.13; weights are not folded to int8 in
+  ``convert``: litert-torch lowers quantize/dequantize pairs on float weights);
 * ``coreml``: ExecuTorch's ``CoreMLQuantizer`` (coremltools' ``LinearQuantizerConfig``,
   symmetric, quint8 activations, per-channel qint8 weights).
 
@@ -35,8 +37,9 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("xnnpack", "litert", "coreml")
 QAT_FORMAT = "actionnet-edge.qat/1"
-#: torch.export records module types by qualified name
-_LITERT_FLOAT_MODULES = ("actionnet_edge.export.edge.EdgeAction", "actionnet_edge.export.edge.EdgeShift")
+#: left float by the litert quantizer (torch.export records module types by qualified name):
+#: the classifier, whose int8 logits (steps of range / 255) flip clips with close top-2 logits
+_LITERT_FLOAT_MODULES = ("torch.nn.modules.linear.Linear",)
 _EXTRA = {"xnnpack": "executorch", "coreml": "coreml", "litert": "tflite"}
 
 __all__ = ["BACKENDS", "QAT_FORMAT", "make_quantizer", "prepare", "calibrate", "convert", "quantize",
@@ -62,8 +65,6 @@ def make_quantizer(backend: str, *, qat: bool, per_channel: bool = True):
 
             q = PT2EQuantizer()
             q.set_global(get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat))
-            # litert-torch's NHWC layout pass cannot move quantize/dequantize pairs through the
-            # temporal modules' 4-D transposes: they stay float (the backbone convs are int8)
             for name in _LITERT_FLOAT_MODULES:
                 q.set_module_type(name, None)
             return q
@@ -194,14 +195,15 @@ def calibrate(prepared: torch.fx.GraphModule, clips: Iterable[torch.Tensor], max
     return seen
 
 
-def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """Fake quantization -> the int8 reference graph (quantize/dequantize around int8 weights)."""
+def convert(prepared: torch.fx.GraphModule, *, fold_weights: bool = True) -> torch.fx.GraphModule:
+    """Fake quantization -> the int8 reference graph (quantize/dequantize around the weights,
+    stored as int8 when ``fold_weights``, else as float with a quantize op; same numbers)."""
     from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     move_exported_model_to_eval(prepared)
     freeze_observers(prepared, True)
-    converted = convert_pt2e(prepared)
+    converted = convert_pt2e(prepared, fold_quantize=fold_weights)
     allow_exported_model_train_eval(converted)  # .eval() works (exporters wrap it in modules)
     converted.eval()
     return converted
@@ -238,23 +240,70 @@ def quantize(model_edge: nn.Module, backend: str, *, calib: Iterable[torch.Tenso
         prepared = prepare(model_edge, backend, torch.zeros(tuple(qat_state["input_shape"])), qat=True,
                            per_channel=bool(qat_state.get("per_channel", True)))
         _load_prepared(prepared, qat_state["state_dict"])
-        return convert(prepared)
-    batches = list(calib) if calib is not None else None
-    if example is None:
-        if batches:
-            example = batches[0][:1]
-        else:
-            raise ActionNetError("post-training quantization needs an example clip or calibration clips")
-    if not batches:
-        batches = _synthetic_calibration(model_edge, example)
-        source = "generated synthetic clips"
     else:
-        source = "the given clips"
-    prepared = prepare(model_edge, backend, example, qat=False, per_channel=per_channel)
-    n = calibrate(prepared, batches)
-    log.warning("no QAT checkpoint: post-training int8 quantization (%s quantizer) calibrated on %d clips of %s",
-                backend, n, source)
-    return convert(prepared)
+        batches = list(calib) if calib is not None else None
+        if example is None:
+            if batches:
+                example = batches[0][:1]
+            else:
+                raise ActionNetError("post-training quantization needs an example clip or calibration clips")
+        if not batches:
+            batches = _synthetic_calibration(model_edge, example)
+            source = "generated synthetic clips"
+        else:
+            source = "the given clips"
+        prepared = prepare(model_edge, backend, example, qat=False, per_channel=per_channel)
+        n = calibrate(prepared, batches)
+        log.warning("no QAT checkpoint: post-training int8 quantization (%s quantizer) calibrated on %d clips of %s",
+                    backend, n, source)
+    if backend != "litert":
+        return convert(prepared)
+    converted = convert(prepared, fold_weights=False)  # litert-torch needs the weights' quantize ops
+    aligned = _align_same_scale_ranges(converted)
+    if aligned:
+        log.info("litert: %d reshape/transpose/mean outputs requantized with their input's int8 range (LiteRT "
+                 "needs one scale across them; QAT's observers on the two sides drift apart)", aligned)
+    return converted
+
+
+#: ops LiteRT runs in int8 with their input's scale: those that only move values, and the
+#: mean, whose output range the litert quantizer shares with its input
+_SAME_SCALE_OPS = {"view", "reshape", "_unsafe_view", "permute", "transpose", "flatten", "unsqueeze", "squeeze",
+                   "slice", "mean"}
+
+
+def _is_qdq(node: torch.fx.Node, name: str) -> bool:
+    return node.op == "call_function" and str(node.target) == f"quantized_decomposed.{name}.default"
+
+
+def _is_same_scale(node: torch.fx.Node) -> bool:
+    return (node.op == "call_function" and getattr(node.target, "_opname", None) in _SAME_SCALE_OPS
+            and isinstance(node.args[0], torch.fx.Node))
+
+
+def _align_same_scale_ranges(gm: torch.fx.GraphModule) -> int:
+    """Give each quantize that follows dequantize -> same-scale ops the dequantize's parameters.
+
+    After PTQ the two sides agree anyway (one observer saw the same values); after QAT the
+    fake-quant on the far side observed already rounded values and drifts by a few percent,
+    which LiteRT's converter rejects. Returns how many changed.
+    """
+    changed = 0
+    for node in gm.graph.nodes:
+        if not _is_qdq(node, "quantize_per_tensor"):
+            continue
+        src = node.args[0]
+        while _is_same_scale(src):
+            src = src.args[0]
+        if src is node.args[0] or not _is_qdq(src, "dequantize_per_tensor") or src.args[1:] == node.args[1:]:
+            continue
+        if src.args[3:] != node.args[3:]:  # another int type or range: leave it
+            continue
+        for n in (node, *(u for u in node.users if _is_qdq(u, "dequantize_per_tensor"))):
+            n.args = (n.args[0], *src.args[1:])
+        changed += 1
+    gm.recompile()
+    return changed
 
 
 def _load_prepared(prepared: nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -105,7 +105,7 @@ def run_qat(recipe, output: str | Path, *, init: str | Path | None = None, backe
 
     train_cfg = dataclasses.replace(recipe.train, epochs=q.epochs, lr=q.lr, lr_steps=list(q.lr_steps),
                                     batch_size=batch)
-    qat_recipe = dataclasses.replace(recipe, train=train_cfg)
+    qat_recipe = dataclasses.replace(recipe, train=train_cfg, qat=dataclasses.replace(q, backend=backend))
     hooks = Hooks(set_train_mode=set_train_mode, on_epoch_start=on_epoch_start, save=save, load_state=load_state)
     result = fit(qat_recipe, out, data_root=data_root, resume=resume, model=prepared, hooks=hooks,
                  train_set=train_set, val_set=val_set, max_steps=max_steps, device=str(dev))

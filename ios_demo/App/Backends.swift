@@ -63,9 +63,71 @@ final class ExecuTorchBackend: Backend {
     }
 }
 
-/// Open the artifact metadata.json names, with the runtime its target (or suffix) calls
-/// for, as `actionnet_edge.demo.runtime.artifact_file` does.
-func openBackend(dir: URL, meta: Metadata) throws -> Backend {
+/// A streaming runtime: one step, the inputs (frame + state, in metadata.json's order) -> the outputs by name.
+protocol StepBackend {
+    var name: String { get }
+    func step(_ inputs: [StreamingState.Input]) throws -> [String: [Float]]
+}
+
+/// CoreML on a streaming `.mlpackage`: every input and output by name, as MLMultiArrays.
+final class CoreMLStepBackend: StepBackend {
+    let name: String
+    private let model: MLModel
+    private let outputs: [String]
+
+    init(url: URL, spec: StreamingSpec) throws {
+        let compiled = try MLModel.compileModel(at: url)
+        let config = MLModelConfiguration()
+        config.computeUnits = .all
+        model = try MLModel(contentsOf: compiled, configuration: config)
+        guard Set(model.modelDescription.inputDescriptionsByName.keys) == Set(spec.inputs.map { $0.name }) else {
+            throw GestureError("\(url.lastPathComponent): its inputs differ from the 'streaming' section of metadata.json")
+        }
+        outputs = spec.outputs.map { $0.name }
+        name = "CoreML \(url.lastPathComponent), streaming"
+    }
+
+    func step(_ inputs: [StreamingState.Input]) throws -> [String: [Float]] {
+        var features: [String: MLFeatureValue] = [:]
+        for input in inputs {
+            let array = try MLMultiArray(shape: input.shape.map { NSNumber(value: $0) }, dataType: .float32)
+            input.data.withUnsafeBufferPointer { src in
+                array.dataPointer.assumingMemoryBound(to: Float.self).update(from: src.baseAddress!, count: input.data.count)
+            }
+            features[input.name] = MLFeatureValue(multiArray: array)
+        }
+        let out = try model.prediction(from: MLDictionaryFeatureProvider(dictionary: features))
+        var result: [String: [Float]] = [:]
+        for name in outputs {
+            guard let a = out.featureValue(for: name)?.multiArrayValue else { throw GestureError("the model returned no '\(name)'") }
+            result[name] = Self.floats(a)
+        }
+        return result
+    }
+
+    /// The elements of an output in row-major order; the multi-index subscript honours its strides
+    /// (CoreML may pad the last dimension of an output).
+    static func floats(_ a: MLMultiArray) -> [Float] {
+        let shape = a.shape.map { $0.intValue }
+        var index = [Int](repeating: 0, count: shape.count)
+        var out = [Float]()
+        out.reserveCapacity(a.count)
+        for _ in 0..<a.count {
+            out.append(a[index.map { NSNumber(value: $0) }].floatValue)
+            var d = shape.count - 1
+            while d >= 0 {
+                index[d] += 1
+                if index[d] < shape[d] { break }
+                index[d] = 0
+                d -= 1
+            }
+        }
+        return out
+    }
+}
+
+/// The artifact metadata.json names (or the folder's single .mlpackage/.pte) and its target.
+func artifactFile(dir: URL, meta: Metadata) throws -> (url: URL, target: String) {
     let fm = FileManager.default
     let url: URL
     if let name = meta.artifact {
@@ -77,7 +139,13 @@ func openBackend(dir: URL, meta: Metadata) throws -> Backend {
         url = found[0]
     }
     guard fm.fileExists(atPath: url.path) else { throw GestureError("the artifact \(url.lastPathComponent) named in metadata.json is missing") }
-    let target = meta.target ?? ["mlpackage": "coreml", "pte": "executorch"][url.pathExtension] ?? ""
+    return (url, meta.target ?? ["mlpackage": "coreml", "pte": "executorch"][url.pathExtension] ?? "")
+}
+
+/// Open the artifact metadata.json names, with the runtime its target (or suffix) calls
+/// for, as `actionnet_edge.demo.runtime.artifact_file` does.
+func openBackend(dir: URL, meta: Metadata) throws -> Backend {
+    let (url, target) = try artifactFile(dir: dir, meta: meta)
     let s = meta.size
     let shape = meta.layout == "NHWC" ? [1, meta.segments, s, s, 3] : [1, meta.segments, 3, s, s]
     switch target {
@@ -85,4 +153,14 @@ func openBackend(dir: URL, meta: Metadata) throws -> Backend {
     case "executorch": return try ExecuTorchBackend(url: url, shape: shape)
     default: throw GestureError("\(url.lastPathComponent): target '\(target)' has no runtime in this app (coreml or executorch)")
     }
+}
+
+/// Open a streaming artifact (metadata.json has a `streaming` section): one step per frame.
+/// CoreML only in this app; a streaming .pte is not wired here.
+func openStepBackend(dir: URL, meta: Metadata, spec: StreamingSpec) throws -> StepBackend {
+    let (url, target) = try artifactFile(dir: dir, meta: meta)
+    guard target == "coreml" else {
+        throw GestureError("\(url.lastPathComponent): streaming runs with CoreML in this app (export --streaming --target coreml), not '\(target)'")
+    }
+    return try CoreMLStepBackend(url: url, spec: spec)
 }

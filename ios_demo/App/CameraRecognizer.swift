@@ -5,6 +5,8 @@ import GestureCore
 import SwiftUI
 
 /// Camera -> GestureWindow -> CoreML or ExecuTorch -> top-3 gestures and frames per second.
+/// A streaming artifact (metadata.json has a `streaming` section) runs one step per kept frame
+/// instead of one clip per window, its state carried by StreamingState.
 ///
 /// The model folder (metadata.json + model.mlpackage or model.pte, as written by
 /// `actionnet-edge export`) is read from the app's Documents/model (copy it with Finder or
@@ -15,15 +17,24 @@ final class CameraRecognizer: NSObject, ObservableObject, AVCaptureVideoDataOutp
     private let queue = DispatchQueue(label: "camera")
     private var window: GestureWindow?
     private var backend: Backend?
+    private var stream: StreamingState?
+    private var stepBackend: StepBackend?
+    private var frameNo = 0
     private var lastFrame: CFTimeInterval = 0
     private var fps = 0.0
 
     func start() {
         let dir = FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0].appendingPathComponent("model")
         do {
-            let meta = try Metadata.parse(Data(contentsOf: dir.appendingPathComponent("metadata.json")))
+            let data = try Data(contentsOf: dir.appendingPathComponent("metadata.json"))
+            let meta = try Metadata.parse(data)
             window = try GestureWindow(meta: meta, stride: 1, alpha: 0.5)
-            backend = try openBackend(dir: dir, meta: meta)
+            if let spec = try StreamingSpec.parse(data) {
+                stream = StreamingState(spec: spec)
+                stepBackend = try openStepBackend(dir: dir, meta: meta, spec: spec)
+            } else {
+                backend = try openBackend(dir: dir, meta: meta)
+            }
         } catch {
             status = "Cannot load the model from \(dir.path): \(error)"
             return
@@ -62,18 +73,34 @@ final class CameraRecognizer: NSObject, ObservableObject, AVCaptureVideoDataOutp
     }
 
     func captureOutput(_ output: AVCaptureOutput, didOutput sampleBuffer: CMSampleBuffer, from connection: AVCaptureConnection) {
-        guard let win = window, let backend = backend, let pixels = CMSampleBufferGetImageBuffer(sampleBuffer) else { return }
+        guard let win = window, let pixels = CMSampleBufferGetImageBuffer(sampleBuffer) else { return }
         let (rgb, w, h) = Self.rgb(pixels)
         let now = CACurrentMediaTime()
         if lastFrame > 0 { fps = 0.9 * fps + 0.1 / max(now - lastFrame, 1e-3) }
         lastFrame = now
         do {
-            guard try win.push(rgb, width: w, height: h) else { return }
-            let t0 = CACurrentMediaTime()
-            try win.update(backend.run(try win.clip()))
-            let ms = (CACurrentMediaTime() - t0) * 1000
+            let logits: [Float], ms: Double, what: String
+            if let st = stream, let steps = stepBackend {  // streaming: one step per kept frame, the state fed back
+                frameNo += 1
+                guard (frameNo - 1) % win.stride == 0 else { return }
+                let inputs = try st.inputs(frame: try win.preprocess(rgb, width: w, height: h))
+                let t0 = CACurrentMediaTime()
+                logits = try st.update(steps.step(inputs))
+                ms = (CACurrentMediaTime() - t0) * 1000
+                guard st.ready else { return }
+                what = "per frame, \(steps.name)"
+            } else if let backend = backend {
+                guard try win.push(rgb, width: w, height: h) else { return }
+                let t0 = CACurrentMediaTime()
+                logits = try backend.run(try win.clip())
+                ms = (CACurrentMediaTime() - t0) * 1000
+                what = backend.name
+            } else {
+                return
+            }
+            try win.update(logits)
             let lines = win.top(3).map { String(format: "%@ %.2f", $0.label.padding(toLength: 24, withPad: " ", startingAt: 0), $0.score) }
-            let text = (lines + [String(format: "%.1f fps, model %.0f ms (%@)", fps, ms, backend.name)]).joined(separator: "\n")
+            let text = (lines + [String(format: "%.1f fps, model %.0f ms (%@)", fps, ms, what)]).joined(separator: "\n")
             DispatchQueue.main.async { self.status = text }
         } catch {
             DispatchQueue.main.async { self.status = "\(error)" }

@@ -19,6 +19,8 @@ import java.util.concurrent.Executors
 
 /**
  * Camera -> GestureWindow -> LiteRT or ExecuTorch -> top-3 gestures and frames per second.
+ * A streaming artifact (metadata.json has a `streaming` section) runs one step per kept frame
+ * instead of one clip per window, its state carried by StreamingState.
  *
  * The model folder (metadata.json + model.tflite or model.pte, as written by
  * `actionnet-edge export`) is read from the app's external files dir, `files/model/`
@@ -29,6 +31,9 @@ class MainActivity : AppCompatActivity() {
     private lateinit var result: TextView
     private var window: GestureWindow? = null
     private var backend: Backend? = null
+    private var stream: StreamingState? = null
+    private var stepBackend: StepBackend? = null
+    private var frameNo = 0
     private var lastFrame = 0L
     private var fps = 0.0
 
@@ -38,10 +43,17 @@ class MainActivity : AppCompatActivity() {
         result = findViewById(R.id.result)
         val dir = File(getExternalFilesDir(null), "model")
         try {
-            val meta = Metadata.parse(File(dir, "metadata.json").readText())
+            val text = File(dir, "metadata.json").readText()
+            val meta = Metadata.parse(text)
             window = GestureWindow(meta, stride = intent.getIntExtra("stride", 1),
                                    alpha = intent.getDoubleExtra("alpha", 0.5))
-            backend = openBackend(dir, meta)
+            val spec = StreamingSpec.parse(text)
+            if (spec != null) {
+                stream = StreamingState(spec)
+                stepBackend = openStepBackend(dir, meta, spec)
+            } else {
+                backend = openBackend(dir, meta)
+            }
         } catch (e: Exception) {
             result.text = "Cannot load the model from $dir: ${e.message}"
             Log.e(TAG, "model", e)
@@ -83,18 +95,33 @@ class MainActivity : AppCompatActivity() {
         val now = SystemClock.elapsedRealtime()
         if (lastFrame > 0) fps = 0.9 * fps + 0.1 * (1000.0 / (now - lastFrame).coerceAtLeast(1))
         lastFrame = now
-        if (!win.push(rgb, w, h)) return
-        val t0 = SystemClock.elapsedRealtime()
-        val logits = backend!!.run(win.clip())
-        val ms = SystemClock.elapsedRealtime() - t0
+        val logits: FloatArray
+        val ms: Long
+        val st = stream
+        if (st != null) {  // streaming: one step per kept frame, the state fed back
+            frameNo += 1
+            if ((frameNo - 1) % win.stride != 0) return
+            val inputs = st.inputs(win.preprocess(rgb, w, h))
+            val t0 = SystemClock.elapsedRealtime()
+            logits = st.update(stepBackend!!.step(inputs))
+            ms = SystemClock.elapsedRealtime() - t0
+            if (!st.ready) return
+        } else {
+            if (!win.push(rgb, w, h)) return
+            val t0 = SystemClock.elapsedRealtime()
+            logits = backend!!.run(win.clip())
+            ms = SystemClock.elapsedRealtime() - t0
+        }
         win.update(logits)
         val lines = win.top(3).joinToString("\n") { (label, p) -> "%-24s %.2f".format(label, p) }
-        runOnUiThread { result.text = "$lines\n%.1f fps, model %d ms (%s)".format(fps, ms, backend!!.name) }
+        val what = if (st != null) "per frame, ${stepBackend!!.name}" else backend!!.name
+        runOnUiThread { result.text = "$lines\n%.1f fps, model %d ms (%s)".format(fps, ms, what) }
     }
 
     override fun onDestroy() {
         executor.shutdown()
         backend?.close()
+        stepBackend?.close()
         super.onDestroy()
     }
 

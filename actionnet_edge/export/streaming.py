@@ -1,0 +1,164 @@
+"""Streaming export: the frame-by-frame step of a causal model, its state as named inputs/outputs.
+
+``export_model(..., streaming=True)`` (``actionnet-edge export --streaming``) converts
+:class:`~actionnet_edge.models.streaming.StreamingActionNet` with each target's ordinary
+exporter (a tuple of example inputs plus names, see :mod:`.base`):
+
+    inputs : frame (1, 3, S, S), then every state tensor, named as in ``state_spec``
+    outputs: logits (average of the last ``window`` frame logits), frame_logits, then every
+             new state tensor as ``<name>_out``
+
+metadata.json carries a ``streaming`` section (inputs, outputs, the state with shapes, zero
+initial state, window). :class:`StreamRunner` runs such an artifact in its own runtime and
+checks every tensor against that section; :func:`stream_parity` is the export's parity check.
+fp32 and NCHW only: int8 / fp16 streaming is not implemented.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ActionNetError
+from .base import MultiRunner
+from .parity import Thresholds, compare, evaluate
+
+log = logging.getLogger(__name__)
+
+FRAME, LOGITS, FRAME_LOGITS = "frame", "logits", "frame_logits"
+OUT = "_out"  # suffix of a new-state output
+DEFAULT_PARITY_CLIPS = 8  # parity runs these clips' frames (8 x T) as one stream
+
+
+def load_stream_source(checkpoint: str | Path | None, window: int | None):
+    """(checkpoint, its StreamingActionNet) of a causal float checkpoint; a clear error otherwise."""
+    from ..checkpoint import bundled_checkpoint, load_checkpoint
+    from ..models.streaming import to_streaming
+
+    if checkpoint is None and not bundled_checkpoint().is_file():
+        raise ActionNetError(f"the bundled model {bundled_checkpoint().name} is not installed; pass --checkpoint CKPT")
+    ckpt = load_checkpoint(checkpoint)
+    if isinstance(ckpt.raw.get("qat"), dict):
+        raise ActionNetError(f"{ckpt.path.name} is a QAT checkpoint: --streaming exports float (fp32) models only; "
+                             "int8 streaming is not supported")
+    if not ckpt.model.config.get("causal", False):
+        raise ActionNetError(f"{ckpt.path.name} is not a causal model: --streaming needs one trained with "
+                             "model.causal: true (this one looks at future frames)")
+    return ckpt, to_streaming(ckpt.model, window)
+
+
+def io_names(spec: list[tuple[str, tuple[int, ...]]]) -> tuple[list[str], list[str]]:
+    """Input and output names of the step for a ``state_spec``."""
+    state = [n for n, _ in spec]
+    return [FRAME, *state], [LOGITS, FRAME_LOGITS, *(n + OUT for n in state)]
+
+
+def streaming_section(stream, size: int) -> dict[str, Any]:
+    """The ``streaming`` section of metadata.json for ``stream`` at ``size`` px."""
+    spec = stream.state_spec(1, size)
+    k = int(stream.config["num_classes"])
+    t = _tensor
+    state = [t(n, s, output=n + OUT) for n, s in spec]
+    return {
+        "window": int(stream.window),
+        "inputs": [t(FRAME, (1, 3, size, size), layout="NCHW", meaning="one normalised frame (see preprocess)"),
+                   *({k_: v for k_, v in s.items() if k_ != "output"} for s in state)],
+        "outputs": [t(LOGITS, (1, k), meaning=f"average of the last {stream.window} frame logits (clip logits)"),
+                    t(FRAME_LOGITS, (1, k), meaning="this frame's logits"),
+                    *(t(s["output"], s["shape"], meaning=f"new {s['name']}: feed it back as {s['name']}")
+                      for s in state)],
+        "state": state,
+        "initial_state": "zeros",
+        "state_floats": int(sum(np.prod(s) for _, s in spec)),
+        "usage": "one inference per frame: feed `frame` and the state (all zeros for the first frame); "
+                 "feed every `<name>_out` back as `<name>` for the next frame",
+    }
+
+
+def _tensor(name: str, shape, **info) -> dict[str, Any]:
+    return {"name": name, "shape": [int(d) for d in shape], "dtype": "float32", **info}
+
+
+def add_streaming(meta: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+    """metadata.json of a streaming artifact: ``input``/``output`` describe the frame and logits."""
+    meta = dict(meta, streaming=section)
+    meta["input"], meta["output"] = section["inputs"][0], section["outputs"][0]
+    meta["preprocess"] = meta["preprocess"].replace("`segments` frames sampled uniformly over the clip (TSN)",
+                                                    "every frame of the stream, in order")
+    return meta
+
+
+class StreamRunner:
+    """A streaming artifact in its own runtime; every tensor is checked against metadata.json."""
+
+    def __init__(self, run: MultiRunner | None, section: dict[str, Any], name: str = "artifact") -> None:
+        try:
+            self.inputs = [(i["name"], tuple(i["shape"])) for i in section["inputs"]]
+            self.outputs = [o["name"] for o in section["outputs"]]
+            self.window = int(section["window"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ActionNetError(f"{name}: malformed 'streaming' section in metadata.json ({e!r})") from None
+        self.run, self.name = run, name
+
+    @classmethod
+    def load(cls, exporter, path: Path, section: dict[str, Any]) -> "StreamRunner":
+        """Open ``path`` with ``exporter.load_multi`` (raises RuntimeUnavailable)."""
+        runner = cls(None, section, Path(path).name)  # checks the section first
+        runner.run = exporter.load_multi(Path(path), input_names=[n for n, _ in runner.inputs],
+                                         output_names=runner.outputs)
+        return runner
+
+    @property
+    def state_spec(self) -> list[tuple[str, tuple[int, ...]]]:
+        return self.inputs[1:]
+
+    def init_state(self) -> list[np.ndarray]:
+        """The zero state that starts a stream."""
+        return [np.zeros(shape, np.float32) for _, shape in self.state_spec]
+
+    def step(self, frame: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """One frame (1, 3, S, S): ``(logits, frame_logits, new_state)``."""
+        if len(state) != len(self.state_spec):
+            raise ActionNetError(f"state has {len(state)} tensors, {self.name} takes {len(self.state_spec)}")
+        for (name, shape), x in zip(self.inputs, [frame, *state]):
+            if tuple(np.shape(x)) != shape:
+                what = "frame" if name == FRAME else f"state tensor '{name}'"
+                raise ActionNetError(f"{what} has shape {tuple(np.shape(x))}, expected {shape} "
+                                     f"(metadata.json of {self.name})")
+        out = self.run([frame, *state])
+        return out[0], out[1], list(out[2:])
+
+
+def stream_parity(run: StreamRunner, stream, clips: torch.Tensor, precision: str, th: Thresholds) -> dict[str, Any]:
+    """All frames of ``clips`` (n, T, 3, S, S) in order as ONE stream through the artifact and
+    through PyTorch's StreamingActionNet, each fed back its own state outputs."""
+    n, t = clips.shape[:2]
+    frames = clips.reshape(n * t, 1, *clips.shape[2:]).float()
+    state_a, state_t = run.init_state(), stream.init_state(1, tuple(clips.shape[-2:]))
+    got, ref, state_err, run_s = [], [], 0.0, 0.0
+    for x in frames:
+        t0 = time.perf_counter()
+        logits, frame_logits, state_a = run.step(x.numpy(), state_a)
+        run_s += time.perf_counter() - t0
+        with torch.no_grad():
+            o = stream(x, *state_t)
+        state_t = list(o[2:])
+        got.append((np.asarray(logits).reshape(-1), np.asarray(frame_logits).reshape(-1)))
+        ref.append((o[0].reshape(-1).numpy(), o[1].reshape(-1).numpy()))
+        state_err = max(state_err, max(float(np.abs(a - b.numpy()).max()) for a, b in zip(state_a, state_t)))
+    (a_l, a_f), (r_l, r_f) = (tuple(np.stack(v) for v in zip(*x)) for x in (got, ref))
+    res = evaluate(precision, a_l, r_l, None, th)
+    res["frame_logits_vs_float"] = compare(r_f, a_f)
+    res["state_max_abs_err"] = state_err
+    min_cos = th.min_cosine if precision == "fp32" else th.min_cosine_fp16
+    res["checks"][f"frame_logits cosine vs float >= {min_cos}"] = res["frame_logits_vs_float"]["cosine"] >= min_cos
+    res["failures"] = [k for k, ok in res["checks"].items() if not ok]
+    res["passed"] = not res["failures"]
+    res.update(clips=int(n), frames=int(n * t), runtime_seconds_per_frame=round(run_s / (n * t), 5),
+               stream="the frames of all clips in order as one stream (state carried across clips); the "
+                      "artifact fed back its own state outputs, PyTorch's StreamingActionNet its own")
+    return res
