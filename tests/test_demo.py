@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from _demo_fixtures import K, SIZE, T, moving_square, tiny_artifact, tiny_model
+from _demo_fixtures import K, SIZE, T, moving_square, tiny_artifact, tiny_model, write_mp4
 from actionnet_edge.cli.main import main
 from actionnet_edge.demo.live import run_live
 from actionnet_edge.demo.runtime import open_artifact
@@ -89,20 +89,6 @@ def test_read_metadata_errors(tmp_path):
 # ---- the live demo on a generated video --------------------------------------------------------
 
 
-def _write_mp4(frames: np.ndarray, path: Path, fps: int = 15) -> Path:
-    import av
-
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("mpeg4", rate=fps)
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    return path
-
-
 def _read_frames(path: Path) -> list[np.ndarray]:
     import av
 
@@ -117,7 +103,7 @@ def artifact(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    return _write_mp4(moving_square(20), tmp_path_factory.mktemp("video") / "gesture.mp4")
+    return write_mp4(moving_square(20), tmp_path_factory.mktemp("video") / "gesture.mp4")
 
 
 def test_run_live_matches_window_by_hand(artifact, video, tmp_path):

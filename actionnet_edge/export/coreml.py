@@ -91,15 +91,9 @@ class CoreMLExporter:
         }
 
     def load(self, path: Path, *, layout: str = "NCHW") -> Runner:
-        if platform.system() != "Darwin":
-            raise RuntimeUnavailable("CoreML runtime needs macOS")
-        try:
-            import coremltools as ct
-        except ImportError as e:
-            raise RuntimeUnavailable(f"coremltools not installed ({e})") from None
         from .base import to_layout
 
-        mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+        mlmodel = _open_mlmodel(path)
 
         def run(clips: np.ndarray) -> np.ndarray:
             x = to_layout(np.asarray(clips, dtype=np.float32), layout)
@@ -109,13 +103,7 @@ class CoreMLExporter:
         return run
 
     def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str]) -> MultiRunner:
-        if platform.system() != "Darwin":
-            raise RuntimeUnavailable("CoreML runtime needs macOS")
-        try:
-            import coremltools as ct
-        except ImportError as e:
-            raise RuntimeUnavailable(f"coremltools not installed ({e})") from None
-        mlmodel = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+        mlmodel = _open_mlmodel(path)
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             out = mlmodel.predict({n: np.asarray(x, dtype=np.float32) for n, x in zip(input_names, inputs)})
@@ -187,6 +175,17 @@ def read_embedded_metadata(path: str | Path) -> dict:
 
     spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     return json.loads(spec.description.metadata.userDefined[METADATA_KEY])
+
+
+def _open_mlmodel(path: Path):
+    """The .mlpackage on the CPU in CoreML's own runtime; :class:`RuntimeUnavailable` off macOS."""
+    if platform.system() != "Darwin":
+        raise RuntimeUnavailable("CoreML runtime needs macOS")
+    try:
+        import coremltools as ct
+    except ImportError as e:
+        raise RuntimeUnavailable(f"coremltools not installed ({e})") from None
+    return ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
 
 
 EXPORTER = CoreMLExporter()
