@@ -13,12 +13,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-RUNS=${RUNS:-30}
-PARITY_CLIPS=${PARITY_CLIPS:-32}
+RUNS=${RUNS:-20}
+ROUNDS=${ROUNDS:-3}  # every measurement once per round, order reversed every other round, runs pooled
+# 96 parity clips: the weights are for latency only (the bundled model's, run at 8 x 224), their
+# logits have near ties, and with 32 clips one flipped top-1 (96.9%) fails the int8 98% bar
+PARITY_CLIPS=${PARITY_CLIPS:-96}
 CPU=$(python3 -c 'import re;m=[l.split(":",1)[1] for l in open("/proc/cpuinfo") if l.startswith("model name")];print(re.sub(r"[^a-z0-9]+","-",(m[0] if m else "cpu").lower()).strip("-"))' 2>/dev/null || uname -m)
 OUT=${OUT:-benchmarks/results/$(date -u +%Y-%m-%d)-${CPU}-${THREADS//,/-}t}
 WORK=${WORK:-bench_work/mbv2-t8-s224}
 exec nice -n "${NICE:-5}" "${PYTHON:-python}" -m actionnet_edge bench \
   --segments 8 --size 224 --variants tsn,tsm,action --precision fp32,int8 \
-  --threads "$THREADS" --warmup 5 --runs "$RUNS" --parity-clips "$PARITY_CLIPS" \
+  --threads "$THREADS" --warmup 5 --runs "$RUNS" --rounds "$ROUNDS" --parity-clips "$PARITY_CLIPS" \
   --out "$OUT" --work "$WORK" --profile "$@"

@@ -1,4 +1,5 @@
-"""Shared helpers of the demo tests: a tiny ONNX export folder and synthetic gesture frames."""
+"""Shared test helpers: the tiny checkpoint of the export tests, a tiny ONNX export folder,
+synthetic gesture frames, and which export targets are installed."""
 from __future__ import annotations
 
 import atexit
@@ -15,6 +16,46 @@ import torch
 log = logging.getLogger(__name__)
 
 T, SIZE, K = 4, 64, 5
+
+
+def export_test_model(causal: bool = False, temporal_noise: float = 0.0, seed: int = 0) -> torch.nn.Module:
+    """MobileNetV2-ACTION x0.25, T=4, K=5, eval mode: BN variances and a classifier that give
+    logits of order 1; ``temporal_noise`` moves the temporal weights off their init."""
+    from actionnet_edge.models import create_model
+
+    torch.manual_seed(seed)
+    m = create_model("mobilenet_v2", "action", T, K, 0.25, dropout=0.0, causal=causal)
+    with torch.no_grad():
+        for name, b in m.named_buffers():
+            if name.endswith("running_var"):
+                b.copy_(torch.rand_like(b) * 0.5 + 0.5)
+        if temporal_noise:
+            for name, p in m.named_parameters():
+                if ".temporal." in name:
+                    p.add_(temporal_noise * torch.randn_like(p))
+        torch.nn.init.normal_(m.fc.weight, 0, 1.0)
+    return m.eval()
+
+
+def save_test_checkpoint(path: Path, model: torch.nn.Module, labels: list[str] | None = None) -> Path:
+    """``model`` as a checkpoint for SIZE px inputs (labels default to ``gesture i``)."""
+    from actionnet_edge.checkpoint import default_preprocess, save_checkpoint
+
+    labels = labels or [f"gesture {i}" for i in range(int(model.config["num_classes"]))]
+    save_checkpoint(path, model, labels, default_preprocess(model, SIZE))
+    return path
+
+
+def target_available(name: str) -> bool:
+    """The export target is registered and its toolchain is installed."""
+    from actionnet_edge.errors import ActionNetError
+    from actionnet_edge.export import EXPORTERS
+
+    try:
+        EXPORTERS[name].check_available()
+        return True
+    except (KeyError, ActionNetError):
+        return False
 
 
 def export_onnx(model: torch.nn.Module, labels: list[str], size: int, out: Path) -> Path:

@@ -169,6 +169,35 @@ def test_cli_json_prints_one_object_with_rows(tmp_path, tiny_checkpoint):
     assert row["latency_ms_median"] > 0 and row["threads"] == 1
 
 
+def test_rounds_alternate_the_order_and_pool_the_runs(tmp_path, tiny_checkpoint, monkeypatch):
+    """--rounds 3: every measurement once per round, the order reversed every other round, the
+    runs of all rounds pooled into one row (median / p90 / min over all of them)."""
+    import actionnet_edge.bench.run as bench_run
+
+    calls: list[str] = []
+
+    def fake_measure(rt, *, artifact, config, shape, threads, warmup, runs, max_seconds=None, streaming=None):
+        variant = Path(artifact).stem.split("_")[0]
+        calls.append(variant)
+        k = len(calls)
+        lat = [float(k), float(k) + 0.5]  # each call's own runs, all distinct
+        return {"latencies_ms": lat, "latency_ms_median": lat[0], "latency_ms_p90": lat[1],
+                "latency_ms_min": lat[0], "runs": 2, "peak_rss_mb": 100.0 + k}
+
+    monkeypatch.setattr(bench_run, "measure", fake_measure)
+    opts = BenchOptions(runtimes=["pytorch"], precisions=["fp32"], threads=[1], variants=["tsm", "action"],
+                        rounds=3, profile=False, **{**TINY, "runs": 2})
+    rep = run_bench(tiny_checkpoint, None, opts, out=tmp_path, work=tmp_path / "work")
+    assert calls == ["tsm", "action", "action", "tsm", "tsm", "action"]
+    tsm = _row(rep, variant="tsm")
+    assert tsm["runs"] == 6 and tsm["rounds"] == 3 and rep["config"]["rounds"] == 3
+    assert tsm["latency_ms_min"] == 1.0 and tsm["latency_ms_median"] == 4.25  # calls 1, 4, 5: 1 1.5 4 4.5 5 5.5
+    assert tsm["peak_rss_mb"] == 105.0 and "latencies_ms" not in tsm
+    assert "in each of 3 rounds" in (tmp_path / "report.md").read_text()
+    with pytest.raises(adb.ActionNetError, match="--rounds"):
+        BenchOptions(rounds=0).validate()
+
+
 # ---------------------------------------------------------------------------------------- phone
 
 

@@ -98,3 +98,14 @@ def test_file_errors(tmp_path):
         load_recipe(_write(tmp_path, GOOD), ["train.lrr=0.1"])
     with pytest.raises(ActionNetError, match="missing section 'train'"):
         parse_recipe({"model": {}, "data": {}})
+
+
+def test_causal_and_consensus_keys_build_the_model(tmp_path):
+    from actionnet_edge.train.loop import build_model
+
+    r = load_recipe(_write(tmp_path, GOOD), ["model.causal=true", "model.consensus=last", "model.width_mult=0.35"])
+    m = build_model(r, 5)
+    assert m.config["causal"] is True and m.config["consensus"] == "last"
+    assert build_model(load_recipe(_write(tmp_path, GOOD), ["model.width_mult=0.35"]), 5).config["causal"] is False
+    with pytest.raises(ActionNetError, match="model.consensus: unknown 'mean', valid: avg, last"):
+        load_recipe(_write(tmp_path, GOOD), ["model.consensus=mean"])

@@ -13,43 +13,27 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from _demo_fixtures import SIZE as S, T, export_test_model, save_test_checkpoint, target_available
 from actionnet_edge.checkpoint import default_preprocess, save_checkpoint
 from actionnet_edge.cli.main import main
-from actionnet_edge.errors import ActionNetError
 from actionnet_edge.export import EXPORTERS, RuntimeUnavailable
 from actionnet_edge.export.parity import Thresholds, evaluate
-from actionnet_edge.models import create_model
 
-T, S, K = 4, 64, 5
+K = 5
 LABELS = [f"gesture_{i}" for i in range(K)]
 CLIPS = 8  # parity clips in tests (the CLI default is 32)
 
 
 def _tiny_model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    m = create_model("mobilenet_v2", "action", T, K, 0.25, dropout=0.0)
-    with torch.no_grad():  # BN scales and a classifier that give logits of order 1
-        for name, b in m.named_buffers():
-            if name.endswith("running_var"):
-                b.copy_(torch.rand_like(b) * 0.5 + 0.5)
-        torch.nn.init.normal_(m.fc.weight, 0, 1.0)
-    return m.eval()
+    return export_test_model(seed=seed)
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    m = _tiny_model()
-    save_checkpoint(path, m, LABELS, default_preprocess(m, S))
-    return path
+    return save_test_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", _tiny_model(), LABELS)
 
 
-def _available(name: str) -> bool:
-    try:
-        EXPORTERS[name].check_available()
-        return True
-    except ActionNetError:
-        return False
+
 
 
 _results: dict = {}
@@ -74,7 +58,7 @@ def out_root(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("target", list(EXPORTERS))
 def test_export_fp32(target, ckpt, out_root):
-    if not _available(target):
+    if not target_available(target):
         pytest.skip(f"{target} toolchain not installed")
     res = _export(ckpt, out_root, target)
     exporter = EXPORTERS[target]
@@ -110,7 +94,7 @@ def test_export_fp32(target, ckpt, out_root):
 
 
 def test_executorch_fully_delegated(ckpt, out_root):
-    if not _available("executorch"):
+    if not target_available("executorch"):
         pytest.skip("executorch not installed")
     conv = _export(ckpt, out_root, "executorch").report["convert"]
     assert conv["delegated_subgraphs"] >= 1
@@ -118,7 +102,7 @@ def test_executorch_fully_delegated(ckpt, out_root):
 
 
 def test_executorch_embeds_metadata(ckpt, out_root):
-    if not _available("executorch"):
+    if not target_available("executorch"):
         pytest.skip("executorch not installed")
     from actionnet_edge.export.executorch import read_embedded_metadata
 
@@ -127,7 +111,7 @@ def test_executorch_embeds_metadata(ckpt, out_root):
 
 
 def test_onnx_embeds_metadata(ckpt, out_root):
-    if not _available("onnx"):
+    if not target_available("onnx"):
         pytest.skip("onnx not installed")
     import onnxruntime as ort
 
@@ -144,7 +128,7 @@ def test_executorch_int8_bundled_model(tmp_path):
     uses real weights: the issue's 20 dB SQNR goal vs float holds; top-1 agreement is gated
     at 90% because post-training calibration (not QAT) misses the 98% goal by a clip or two.
     """
-    if not _available("executorch"):
+    if not target_available("executorch"):
         pytest.skip("executorch not installed")
     from actionnet_edge.export import export_model
 
@@ -226,7 +210,7 @@ def test_precision_not_supported(ckpt, tmp_path):
 
 
 def test_parity_failure_leaves_nothing(ckpt, tmp_path):
-    if not _available("onnx"):
+    if not target_available("onnx"):
         pytest.skip("onnx not installed")
     r = _cli("export", "--target", "onnx", "--checkpoint", str(ckpt), "--output", str(tmp_path / "o"),
              "--parity-clips", "4", "--min-cosine", "1.5")
@@ -235,7 +219,7 @@ def test_parity_failure_leaves_nothing(ckpt, tmp_path):
 
 
 def test_no_verify_says_so(ckpt, tmp_path):
-    if not _available("onnx"):
+    if not target_available("onnx"):
         pytest.skip("onnx not installed")
     r = _cli("export", "--target", "onnx", "--checkpoint", str(ckpt), "--output", str(tmp_path / "o"), "--no-verify", "--json")
     assert r.exit_code == 0, r.output

@@ -114,6 +114,9 @@ def test_int8_export_of_qat_checkpoint(qat_run, tmp_path):
     assert res.artifact.suffix == ".pte" and report["quantization"]["method"] == "qat"
     assert report["parity"]["passed"]
     assert report["parity"]["vs_quantized_pytorch"]["cosine"] >= 0.99
+    # the reference of a QAT checkpoint is its fake-quantized model (what QAT trained)
+    assert report["parity"]["reference"] == "fake-quant QAT model"
+    assert "fake-quantized" in report["quantization"]["parity_reference"]
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +146,7 @@ def test_int8_tflite_export_of_litert_qat_checkpoint(litert_qat_export):
     p = res.report["parity"]
     assert p["verified"] and p["passed"]
     assert p["vs_quantized_pytorch"]["cosine"] >= 0.99
+    assert p["reference"] == "fake-quant QAT model"
     assert res.report["convert"]["tensor_types"].get("INT8", 0) > 100
     assert res.metadata["quantization"]["method"] == "qat"
 

@@ -107,3 +107,26 @@ def test_bad_state_and_non_causal_model_are_clear_errors():
         stream.step(frame, state[:-1])
     with pytest.raises(ActionNetError, match="causal"):
         to_streaming(create_model("mobilenet_v2", "action", T, 6, width_mult=0.35))
+
+
+def test_last_frame_consensus_clip_edge_and_stream_agree():
+    """consensus=last: the clip logits are the last frame's, in the training, edge and streaming forms."""
+    from actionnet_edge.export.edge import to_edge
+
+    model = _random_causal("action", width_mult=0.35, consensus="last")
+    x = torch.randn(2, T, 3, 64, 64)
+    with torch.no_grad():
+        frames, clip, edge = model.frame_logits(x), model(x), to_edge(model)(x)
+    torch.testing.assert_close(clip, frames[:, -1], rtol=0, atol=0)
+    assert (clip - frames.mean(1)).abs().max() > 1e-5  # not the average
+    torch.testing.assert_close(edge, clip, rtol=1e-4, atol=1e-5)
+    stream = to_streaming(model)
+    assert stream.window == 1 and all(name != "consensus" for name, _ in stream.state_spec(2, 64))
+    with torch.no_grad():
+        state = stream.init_state(2, 64)
+        for t in range(T):
+            out = stream(x[:, t], *state)
+            state = list(out[2:])
+    torch.testing.assert_close(out[0], clip, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ActionNetError, match="unknown consensus 'max'"):
+        create_model("mobilenet_v2", "action", T, 6, consensus="max")

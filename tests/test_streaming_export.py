@@ -13,60 +13,33 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from _demo_fixtures import moving_square, write_mp4
-from actionnet_edge.checkpoint import default_preprocess, load_checkpoint, save_checkpoint
+from _demo_fixtures import SIZE as S, T, export_test_model, moving_square, save_test_checkpoint, target_available, write_mp4
+from actionnet_edge.checkpoint import load_checkpoint
 from actionnet_edge.cli.main import main
 from actionnet_edge.errors import ActionNetError
 from actionnet_edge.export import EXPORTERS, RuntimeUnavailable
 from actionnet_edge.export.streaming import StreamRunner
-from actionnet_edge.models import create_model
 from actionnet_edge.models.streaming import to_streaming
 
-T, S, K = 4, 64, 5
+K = 5
 LABELS = [f"gesture {i}" for i in range(K)]
-
-
-def _tiny(causal: bool = True) -> torch.nn.Module:
-    torch.manual_seed(0)
-    m = create_model("mobilenet_v2", "action", T, K, 0.25, dropout=0.0, causal=causal)
-    with torch.no_grad():  # BN scales and a classifier that give logits of order 1
-        for name, b in m.named_buffers():
-            if name.endswith("running_var"):
-                b.copy_(torch.rand_like(b) * 0.5 + 0.5)
-        for name, p in m.named_parameters():
-            if ".temporal." in name:
-                p.add_(0.3 * torch.randn_like(p))
-        torch.nn.init.normal_(m.fc.weight, 0, 1.0)
-    return m.eval()
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "causal.pt"
-    m = _tiny()
-    save_checkpoint(path, m, LABELS, default_preprocess(m, S))
-    return path
+    return save_test_checkpoint(tmp_path_factory.mktemp("ckpt") / "causal.pt",
+                                export_test_model(causal=True, temporal_noise=0.3), LABELS)
 
 
 @pytest.fixture(scope="module")
 def plain_ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "offline.pt"
-    m = _tiny(causal=False)
-    save_checkpoint(path, m, LABELS, default_preprocess(m, S))
-    return path
+    return save_test_checkpoint(tmp_path_factory.mktemp("ckpt") / "offline.pt",
+                                export_test_model(causal=False, temporal_noise=0.3), LABELS)
 
 
 @pytest.fixture(scope="module")
 def out_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("exports")
-
-
-def _available(name: str) -> bool:
-    try:
-        EXPORTERS[name].check_available()
-        return True
-    except ActionNetError:
-        return False
 
 
 _results: dict = {}
@@ -82,7 +55,7 @@ def _export(ckpt: Path, root: Path, target: str):
 
 
 def _need(target: str) -> None:
-    if target not in EXPORTERS or not _available(target):
+    if not target_available(target):
         pytest.skip(f"{target} toolchain not installed")
 
 
@@ -155,6 +128,30 @@ def test_onnx_embeds_the_streaming_metadata(ckpt, out_root):
     assert embedded["streaming"] == res.metadata["streaming"]
     assert [i.name for i in sess.get_inputs()] == [i["name"] for i in res.metadata["streaming"]["inputs"]]
     assert [o.name for o in sess.get_outputs()] == [o["name"] for o in res.metadata["streaming"]["outputs"]]
+
+
+def test_last_frame_consensus_streams_without_a_consensus_state(tmp_path):
+    """consensus=last: window 1, no consensus state; the artifact's logits after T frames are the
+    clip model's (its last frame's logits)."""
+    _need("onnx")
+    model = export_test_model(causal=True, temporal_noise=0.3)
+    model.config["consensus"] = "last"
+    ck = save_test_checkpoint(tmp_path / "last.pt", model, LABELS)
+    from actionnet_edge.export import export_model
+
+    res = export_model(ck, "onnx", tmp_path / "onnx-last", streaming=True)
+    st = res.metadata["streaming"]
+    assert st["window"] == 1 and "consensus" not in [s["name"] for s in st["state"]]
+    assert res.parity["passed"]
+    run = StreamRunner.load(EXPORTERS["onnx"], res.artifact, st)
+    x = torch.randn(1, T, 3, S, S)
+    state = run.init_state()
+    for t in range(T):
+        logits, frame_logits, state = run.step(x[:, t].numpy(), state)
+        np.testing.assert_array_equal(logits, frame_logits)
+    with torch.no_grad():
+        ref = load_checkpoint(ck).model(x)
+    np.testing.assert_allclose(logits, ref.numpy(), atol=1e-4, rtol=1e-4)
 
 
 def _section(n_state: int = 2) -> dict:

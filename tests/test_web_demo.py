@@ -340,23 +340,9 @@ def test_write_y4m_header_and_planes(tmp_path):
 
 def _causal_checkpoint(path: Path) -> Path:
     """A tiny causal MobileNetV2-ACTION (T=4, 64 px) whose logits move clearly with the frames."""
-    import torch
+    from _demo_fixtures import export_test_model, save_test_checkpoint
 
-    from actionnet_edge.checkpoint import default_preprocess, save_checkpoint
-    from actionnet_edge.models import create_model
-
-    torch.manual_seed(0)
-    m = create_model("mobilenet_v2", "action", T, K, 0.25, dropout=0.0, causal=True)
-    with torch.no_grad():
-        for name, b in m.named_buffers():
-            if name.endswith("running_var"):
-                b.copy_(torch.rand_like(b) * 0.5 + 0.5)
-        for name, prm in m.named_parameters():
-            if ".temporal." in name:
-                prm.add_(0.3 * torch.randn_like(prm))
-        torch.nn.init.normal_(m.fc.weight, 0, 1.0)
-    save_checkpoint(path, m.eval(), [f"gesture {i}" for i in range(K)], default_preprocess(m, SIZE))
-    return path
+    return save_test_checkpoint(path, export_test_model(causal=True, temporal_noise=0.3))
 
 
 @pytest.fixture(scope="module")

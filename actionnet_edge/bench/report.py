@@ -122,7 +122,9 @@ def markdown(report: dict) -> str:
         f"- runtimes: {', '.join(f'{k} {v}' for k, v in m['runtimes'].items() if v)}",
         f"- floor assumption: {m['assumption']}",
         f"- command: `{report['command']}`",
-        f"- warm-up {c['warmup']}, runs {c['runs']}; each measurement in its own process",
+        f"- warm-up {c['warmup']}, runs {c['runs']}"
+        + (f" in each of {c['rounds']} rounds (every other round in reversed order; the runs of all rounds pooled)"
+           if c.get("rounds", 1) > 1 else "") + "; each measurement in its own process",
         "",
         "| variant | runtime | precision | threads | median ms | p90 ms | min ms | x floor | peak RSS MiB | file MiB | MACs | status |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",

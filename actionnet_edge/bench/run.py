@@ -27,7 +27,7 @@ from typing import Callable
 from ..errors import ActionNetError, unknown_name
 from . import adb
 from .machine import describe
-from .runtimes import RUNTIMES, check_artifact, file_mb, get_runtime, measure, runtime_for_artifact
+from .runtimes import RUNTIMES, check_artifact, file_mb, get_runtime, measure, runtime_for_artifact, summarize
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class BenchOptions:
     warmup: int = 5
     runs: int = 30
     max_seconds: float | None = None  # stop timing a measurement after this long (at least 3 runs)
+    rounds: int = 1  # every measurement once per round (order reversed every other round), runs pooled
     # model when there is no checkpoint
     arch: str = "mobilenet_v2"
     width_mult: float = 1.0
@@ -83,8 +84,8 @@ class BenchOptions:
                 raise unknown_name("variant in --accuracy", k, VARIANTS)
         if not self.threads or min(self.threads) < 1:
             raise ActionNetError("--threads must be positive integers")
-        if self.warmup < 0 or self.runs < 1:
-            raise ActionNetError("--warmup must be >= 0 and --runs >= 1")
+        if self.warmup < 0 or self.runs < 1 or self.rounds < 1:
+            raise ActionNetError("--warmup must be >= 0, --runs and --rounds >= 1")
         if self.segments is not None and self.segments < 2:
             raise ActionNetError(f"--segments must be at least 2, got {self.segments}")
         if self.size is not None and self.size < 32:
@@ -318,8 +319,7 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                         plan.append((frame, rt, prec, artifact, reason))
 
     rows: list[dict] = []
-    total = sum(len(opts.threads) for *_, a, r in plan if a is not None and r is None)
-    done, t_start = 0, time.perf_counter()
+    jobs: list[tuple[dict, Source, str, Path, int]] = []  # (row, source, runtime, artifact, threads) to time
     for src, rt, prec, artifact, reason in plan:
         for threads in opts.threads:
             row = {"variant": src.variant, "mode": src.mode, "runtime": rt, "precision": prec, "threads": threads,
@@ -327,10 +327,20 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                    "artifact": str(artifact) if artifact else None,
                    "file_mb": file_mb(artifact), "macs": src.macs, "params": src.params,
                    "latency_ms_median": None, "latency_ms_p90": None, "latency_ms_min": None, "peak_rss_mb": None}
+            rows.append(row)
             if reason or artifact is None:
                 status, why = reason or ("error", "no artifact")
-                rows.append({**row, "status": status, "reason": why})
-                continue
+                row.update(status=status, reason=why)
+            else:
+                jobs.append((row, src, rt, artifact, threads))
+    # Rounds: every measurement once per round, in its own process, the order reversed every other
+    # round, so that a slow spell of a shared machine falls on all variants instead of one.
+    rounds = 1 if serial else opts.rounds
+    results: dict[int, list[dict]] = {id(j[0]): [] for j in jobs}
+    total, done, t_start = len(jobs) * rounds, 0, time.perf_counter()
+    for r in range(rounds):
+        for row, src, rt, artifact, threads in jobs if r % 2 == 0 else jobs[::-1]:
+            prec = row["precision"]
             shape = (1, 3, src.size, src.size) if src.mode == "frame" else (1, src.segments, 3, src.size, src.size)
             if serial:
                 res = adb.run_on_device(serial, rt, artifact, opts.binaries[rt], threads=threads, warmup=opts.warmup,
@@ -338,24 +348,38 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                 if res is None:  # dry run
                     continue
             else:
-                res = measure(rt, artifact=artifact, config=src.config, shape=shape, threads=threads, warmup=opts.warmup,
-                              runs=opts.runs, max_seconds=opts.max_seconds, streaming=src.streaming)
+                res = measure(rt, artifact=artifact, config=src.config, shape=shape, threads=threads,
+                              warmup=opts.warmup, runs=opts.runs, max_seconds=opts.max_seconds, streaming=src.streaming)
             done += 1
+            results[id(row)].append(res)
             if "error" in res or "skipped" in res:
-                rows.append({**row, "status": "error" if "error" in res else "skipped",
-                             "reason": res.get("error") or res.get("skipped")})
-                log.warning("[%d/%d] %s %s %s %d thr: %s", done, total, src.variant, rt, prec, threads, rows[-1]["reason"])
+                log.warning("[%d/%d] %s %s %s %d thr: %s", done, total, src.variant, rt, prec, threads,
+                            res.get("error") or res.get("skipped"))
                 continue
-            row.update(res, status="ok")
-            if not serial and src.macs:
-                row["floor_ms"] = machine.floor_ms(src.macs, threads, prec)
-                row["x_floor"] = row["latency_ms_median"] / row["floor_ms"] if row["floor_ms"] else None
-            rows.append(row)
             elapsed = time.perf_counter() - t_start
-            log.info("[%d/%d] %s %s%s %s %d thr: median %.2f ms, p90 %.2f ms, peak RSS %.0f MiB (ETA %.0f s)",
-                     done, total, src.variant, rt, " per frame" if src.mode == "frame" else "", prec, threads,
-                     row["latency_ms_median"] or float("nan"), row["latency_ms_p90"] or float("nan"),
-                     row.get("peak_rss_mb") or float("nan"), elapsed / done * (total - done))
+            log.info("[%d/%d]%s %s %s%s %s %d thr: median %.2f ms, p90 %.2f ms, peak RSS %.0f MiB (ETA %.0f s)",
+                     done, total, f" round {r + 1}/{rounds}:" if rounds > 1 else "", src.variant, rt,
+                     " per frame" if src.mode == "frame" else "", prec, threads,
+                     res.get("latency_ms_median") or float("nan"), res.get("latency_ms_p90") or float("nan"),
+                     res.get("peak_rss_mb") or float("nan"), elapsed / done * (total - done))
+    for row, src, rt, artifact, threads in jobs:
+        got = results[id(row)]
+        bad = next((x for x in got if "error" in x or "skipped" in x), None)
+        if bad is not None or not got:
+            row.update(status="error" if bad is None or "error" in bad else "skipped",
+                       reason=(bad or {}).get("error") or (bad or {}).get("skipped") or "not measured")
+            continue
+        row.update({k: v for k, v in got[0].items() if k != "latencies_ms"})
+        pooled = [v for x in got for v in x.get("latencies_ms", [])]
+        if pooled:  # the runs of all rounds together
+            row.update(summarize(pooled))
+        row["rounds"] = len(got)
+        if any(x.get("peak_rss_mb") for x in got):
+            row["peak_rss_mb"] = max(x.get("peak_rss_mb") or 0 for x in got)
+        row["status"] = "ok"
+        if not serial and src.macs:
+            row["floor_ms"] = machine.floor_ms(src.macs, threads, row["precision"])
+            row["x_floor"] = row["latency_ms_median"] / row["floor_ms"] if row["floor_ms"] else None
     if opts.dry_run:
         return {"schema": SCHEMA, "dry_run": True, "rows": []}
     pair_streaming(rows)
@@ -371,7 +395,8 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                    "width_mult": next((s.config.get("width_mult") for s, *_ in plan), None),
                    "segments": plan[0][0].segments if plan else opts.segments,
                    "size": plan[0][0].size if plan else opts.size, "threads": opts.threads,
-                   "warmup": opts.warmup, "runs": opts.runs, "device": opts.device or "local",
+                   "warmup": opts.warmup, "runs": opts.runs, "rounds": 1 if serial else opts.rounds,
+                   "device": opts.device or "local",
                    "verify": opts.verify, "streaming": opts.streaming},
         "units": UNITS,
         "rows": rows,

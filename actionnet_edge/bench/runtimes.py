@@ -167,6 +167,6 @@ def measure(runtime: str, *, artifact: Path | None, config: dict | None, shape: 
         return res
     if res.get("skipped"):
         return res
-    row = summarize(res.pop("latencies_ms"))
-    row.update(res)
+    row = summarize(res["latencies_ms"])
+    row.update(res)  # keeps latencies_ms: rounds of one measurement are pooled by run_bench
     return row

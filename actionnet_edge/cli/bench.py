@@ -85,6 +85,9 @@ def _runtimes() -> list[str]:
 @click.option("--warmup", default=5, show_default=True, type=int, help="Untimed runs before timing.")
 @click.option("--runs", default=30, show_default=True, type=int, help="Timed runs (one clip each).")
 @click.option("--max-seconds", type=float, help="Stop timing one measurement after this long (>= 3 runs).")
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Measure everything this many times, in reversed order every other round, and pool the runs "
+                   "(steadier side-by-side figures on a shared machine).")
 @click.option("--arch", default="mobilenet_v2", show_default=True, help="Backbone when there is no checkpoint.")
 @click.option("--width-mult", default=1.0, show_default=True, type=float, help="Width when there is no checkpoint.")
 @click.option("--num-classes", default=27, show_default=True, type=int, help="Classes when there is no checkpoint.")
@@ -104,7 +107,7 @@ def _runtimes() -> list[str]:
               help="Folder for checkpoints and exported artifacts (reused across runs) [default: OUT/work].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segments, size, warmup, runs, max_seconds,
-            arch, width_mult, num_classes, no_verify, parity_clips, device, dry_run, executorch_runner,
+            rounds, arch, width_mult, num_classes, no_verify, parity_clips, device, dry_run, executorch_runner,
             litert_benchmark, accuracy, profile, out, work, as_json, streaming):
     """Measure latency (median/p90/min), peak memory, file size and MACs per runtime and precision.
 
@@ -134,7 +137,8 @@ def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segm
     if device and artifacts and not runtimes:
         runtimes = sorted({runtime_for_artifact(Path(a)).name for a in artifacts})
     opts = BenchOptions(runtimes=runtimes, precisions=precisions, threads=threads, variants=variants,
-                        segments=segments, size=size, warmup=warmup, runs=runs, max_seconds=max_seconds, arch=arch,
+                        segments=segments, size=size, warmup=warmup, runs=runs, max_seconds=max_seconds, rounds=rounds,
+                        arch=arch,
                         width_mult=width_mult, num_classes=num_classes, verify=not no_verify,
                         parity_clips=parity_clips, device=device, dry_run=dry_run, binaries=binaries,
                         accuracy=accuracy, profile=profile, require_installed=explicit, streaming=streaming)

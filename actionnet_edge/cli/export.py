@@ -44,9 +44,10 @@ def _targets():
 @click.option("--min-cosine-fp16", default=Thresholds.min_cosine_fp16, show_default=True, type=float)
 @click.option("--min-top1", default=Thresholds.min_top1, show_default=True, type=float,
               help="fp32/fp16 top-1 agreement with float (0..1).")
-@click.option("--min-sqnr", default=Thresholds.min_sqnr_db, show_default=True, type=float, help="int8 SQNR vs float, dB.")
+@click.option("--min-sqnr", default=Thresholds.min_sqnr_db, show_default=True, type=float,
+              help="int8 SQNR vs float (a QAT checkpoint: vs its fake-quantized model), dB.")
 @click.option("--min-top1-int8", default=Thresholds.min_top1_int8, show_default=True, type=float,
-              help="int8 top-1 agreement with float (0..1).")
+              help="int8 top-1 agreement with float (QAT: its fake-quantized model) (0..1).")
 @click.option("--converter", default=None, help="Exporter-specific converter (tflite: litert-torch or onnx2tf).")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def command(target, checkpoint, precision, output, segments, size, layout, data_root, dataset, calib_clips,
@@ -68,7 +69,8 @@ def command(target, checkpoint, precision, output, segments, size, layout, data_
     if p.get("verified"):
         vf = p["vs_float"]
         what = f"{p['clips']} clips" + (f" = {p['frames']} frames in one stream" if "frames" in p else "")
-        click.echo(f"parity passed on {what} ({p['source']}): max abs err {vf['max_abs_err']:.3g}, "
+        click.echo(f"parity passed on {what} ({p['source']}) vs {p.get('reference', 'float')}: "
+                   f"max abs err {vf['max_abs_err']:.3g}, "
                    f"cosine {vf['cosine']:.6f}, SQNR {vf['sqnr_db']:.1f} dB, top-1 agreement {vf['top1_agreement']:.1%}")
     else:
         click.echo(f"parity NOT checked: {p.get('skipped')}")

@@ -251,7 +251,7 @@ def export_model(
         io["input_names"], io["output_names"] = io_names(model.state_spec(1, s))
 
     quant_info = None
-    export_model_ = edge
+    export_model_, reference, ref_name = edge, model, "float"  # what the artifact's outputs are checked against
     if precision == "int8":
         if exporter.quant_backend is None:
             raise ActionNetError(f"{target} has no int8 quantizer")
@@ -264,7 +264,12 @@ def export_model(
             quant_info = {"method": "ptq", "backend": exporter.quant_backend, "calibration_clips": int(calib.shape[0]),
                           "calibration_source": calib_src}
         else:
-            quant_info = {"method": "qat", "backend": exporter.quant_backend, "qat_input_shape": qat_state["input_shape"]}
+            from ..quant import fake_quant_model
+
+            quant_info = {"method": "qat", "backend": exporter.quant_backend,
+                          "qat_input_shape": qat_state["input_shape"],
+                          "parity_reference": "the QAT checkpoint's fake-quantized model (what QAT trained)"}
+            reference, ref_name = fake_quant_model(edge, exporter.quant_backend, qat_state), "fake-quant QAT model"
         export_model_ = _quantize(edge, exporter.quant_backend, calib, qat_state)
 
     name = f"{ckpt.path.stem}_{precision}{'_streaming' if streaming else ''}{exporter.suffix}"
@@ -287,8 +292,9 @@ def export_model(
         convert_s = time.perf_counter() - t0
         if not artifact.exists():
             raise RuntimeError(f"{target} exporter wrote no artifact at {artifact}")
-        parity = _parity(exporter, artifact, layout, precision, model, export_model_ if precision == "int8" else None,
-                         t, s, mean, std, data_root, dataset, parity_clips, verify, th, section)
+        parity = _parity(exporter, artifact, layout, precision, reference,
+                         export_model_ if precision == "int8" else None, t, s, mean, std, data_root, dataset,
+                         parity_clips, verify, th, section, ref_name)
         report = {
             "target": target, "precision": precision, "layout": layout, "artifact": name,
             "size_bytes": _size(artifact), "convert_seconds": round(convert_s, 2),
@@ -312,7 +318,8 @@ def export_model(
 
 
 def _parity(exporter, artifact: Path, layout: str, precision: str, model, quant_model, t: int, s: int, mean, std,
-            data_root, dataset, n: int, verify: bool, th: Thresholds, section: dict | None = None) -> dict[str, Any]:
+            data_root, dataset, n: int, verify: bool, th: Thresholds, section: dict | None = None,
+            ref_name: str = "float") -> dict[str, Any]:
     """Parity of the artifact with ``model`` (with ``section``: the streaming step, frame by frame)."""
     if not verify:
         log.warning("*** --no-verify: parity NOT checked; %s was never run in its runtime ***", artifact.name)
@@ -338,7 +345,7 @@ def _parity(exporter, artifact: Path, layout: str, precision: str, model, quant_
     if out.shape != float_ref.shape:
         raise ActionNetError(f"{artifact.name}: runtime output shape {out.shape} != expected {float_ref.shape}")
     res = evaluate(precision, out, float_ref, quant_ref, th)
-    res.update(runtime_seconds_per_clip=round(run_s / len(clips), 4))
+    res.update(runtime_seconds_per_clip=round(run_s / len(clips), 4), reference=ref_name)
     return _check(res, artifact, source)
 
 

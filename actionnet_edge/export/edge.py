@@ -189,7 +189,7 @@ def edge_temporal(m: nn.Module) -> nn.Module:
 
 
 class EdgeActionNet(nn.Module):
-    """(N, T, 3, H, W) normalised clips -> (N, K) clip logits, like ActionNet.forward."""
+    """(N, T, 3, H, W) normalised clips -> (N, K) clip logits, like ActionNet.forward (either consensus)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -205,6 +205,8 @@ class EdgeActionNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, c, h, w = x.shape
         feats = self.backbone(x.reshape(n * t, c, h, w))  # NT, D
+        if self.config.get("consensus", "avg") == "last":
+            return self.fc(feats.reshape(n, t, -1)[:, -1])
         # consensus before the (linear) classifier, as a 4-D spatial mean that XNNPACK delegates
         feats = feats.reshape(n, t, -1).transpose(1, 2).unsqueeze(-1)  # N, D, T, 1
         return self.fc(feats.mean((2, 3), keepdim=True).flatten(1))

@@ -67,7 +67,8 @@ def streaming_section(stream, size: int) -> dict[str, Any]:
         "window": int(stream.window),
         "inputs": [t(FRAME, (1, 3, size, size), layout="NCHW", meaning="one normalised frame (see preprocess)"),
                    *({k_: v for k_, v in s.items() if k_ != "output"} for s in state)],
-        "outputs": [t(LOGITS, (1, k), meaning=f"average of the last {stream.window} frame logits (clip logits)"),
+        "outputs": [t(LOGITS, (1, k), meaning=f"average of the last {stream.window} frame logits (clip logits)"
+                      if stream.window > 1 else "this frame's logits (the model's consensus is the last frame)"),
                     t(FRAME_LOGITS, (1, k), meaning="this frame's logits"),
                     *(t(s["output"], s["shape"], meaning=f"new {s['name']}: feed it back as {s['name']}")
                       for s in state)],

@@ -79,7 +79,7 @@ class TFLiteExporter:
         else:
             blob = _litert_torch(net, x, precision)
         t1 = time.perf_counter()
-        blob = embed_metadata(blob, metadata)
+        blob = embed_metadata(blob, metadata, short_names=True)
         Path(path).write_bytes(blob)
         ops = op_counts(blob)
         dtypes = tensor_types(blob)
@@ -320,10 +320,22 @@ def _float_io(blob: bytes) -> bytes:
     return _pack(model, len(blob)) if changed else blob
 
 
-def embed_metadata(blob: bytes, metadata: dict) -> bytes:
-    """Add metadata.json to the flatbuffer's ``metadata`` list (replacing an older entry)."""
+def embed_metadata(blob: bytes, metadata: dict, *, short_names: bool = False) -> bytes:
+    """Add metadata.json to the flatbuffer's ``metadata`` list (replacing an older entry).
+
+    With ``short_names`` the graph's inner tensors are renamed ``t<index>``: litert-torch names
+    each after its full module path, up to 10% of an int8 file (318 KiB of 3.1 MiB for
+    MobileNetV2-ACTION at 8 x 224), and no runtime reads them (signatures and the graph's own
+    inputs and outputs, which keep their names, address tensors by index).
+    """
     schema = _schema()
     model = _unpack(blob)
+    if short_names:
+        for sg in model.subgraphs or []:
+            ends = {int(i) for i in list(sg.inputs) + list(sg.outputs)}
+            for i, t in enumerate(sg.tensors or []):
+                if i not in ends:
+                    t.name = f"t{i}"
     payload = json.dumps(metadata, sort_keys=True).encode()
     buf = schema.BufferT()
     buf.data = np.frombuffer(payload, dtype=np.uint8)

@@ -27,6 +27,7 @@ def create_model(
     pretrained: str | Path | None = None,
     dropout: float = 0.5,
     causal: bool = False,
+    consensus: str = "avg",
 ) -> ActionNet:
     """Build an ACTION-Net (or its TSN/TSM baselines) on a registered 2D backbone.
 
@@ -39,13 +40,14 @@ def create_model(
         pretrained: path to a local ImageNet state dict for the backbone (classifier skipped).
         dropout: dropout before the classifier (0.5 in the paper).
         causal: temporal modules read only current and past frames (for streaming).
+        consensus: ``avg`` (mean of the frames' logits, TSN) or ``last`` (the last frame's).
     """
-    return ActionNet(arch, temporal, num_segments, num_classes, width_mult, dropout, pretrained, causal)
+    return ActionNet(arch, temporal, num_segments, num_classes, width_mult, dropout, pretrained, causal, consensus)
 
 
 def build_from_config(config: dict) -> ActionNet:
     """Rebuild a model from ``model.config`` (as stored in checkpoints)."""
-    keys = ("arch", "temporal", "num_segments", "num_classes", "width_mult", "dropout", "causal")
+    keys = ("arch", "temporal", "num_segments", "num_classes", "width_mult", "dropout", "causal", "consensus")
     return create_model(**{k: config[k] for k in keys if k in config})
 
 

@@ -2,9 +2,10 @@
 
 Input is a clip batch of shape (N, T, 3, H, W); frames run through the backbone as a
 (N*T, 3, H, W) batch, the temporal modules mix information across T inside it, and the
-per-frame logits are averaged over T (TSN's average consensus). With ``causal=True`` every
-temporal module reads only the current and past frames, so frame t's logits depend on
-frames 0..t only and the model can run frame by frame (:mod:`.streaming`).
+per-frame logits are averaged over T (TSN's average consensus; ``consensus="last"`` takes
+the last frame's logits instead). With ``causal=True`` every temporal module reads only the
+current and past frames, so frame t's logits depend on frames 0..t only and the model can
+run frame by frame (:mod:`.streaming`).
 """
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ from .temporal import TEMPORAL_MODULES, TemporalWrapper
 
 log = logging.getLogger(__name__)
 
+#: how per-frame logits become clip logits: their mean over T (TSN), or the last frame's
+#: (with a causal model, the frame that has seen the whole clip).
+CONSENSUS = ("avg", "last")
+
 
 class ActionNet(nn.Module):
-    """Backbone + temporal modules + dropout + classifier + average consensus."""
+    """Backbone + temporal modules + dropout + classifier + consensus over frames."""
 
     def __init__(
         self,
@@ -35,12 +40,15 @@ class ActionNet(nn.Module):
         dropout: float = 0.5,
         pretrained: str | Path | None = None,
         causal: bool = False,
+        consensus: str = "avg",
     ) -> None:
         super().__init__()
         if arch not in BACKBONES:
             raise unknown_name("arch", arch, BACKBONES)
         if temporal not in TEMPORAL_MODULES:
             raise unknown_name("temporal module", temporal, TEMPORAL_MODULES)
+        if consensus not in CONSENSUS:
+            raise ActionNetError(f"unknown consensus '{consensus}'; valid: {', '.join(CONSENSUS)}")
         if int(num_segments) < 2:
             raise ActionNetError(f"num_segments must be at least 2 for temporal modelling, got {num_segments}")
         if int(num_classes) < 1:
@@ -51,7 +59,7 @@ class ActionNet(nn.Module):
             raise ActionNetError(f"width_mult must be in [0.1, 4], got {width_mult}")
         self.config: dict[str, Any] = dict(
             arch=arch, temporal=temporal, num_segments=int(num_segments), num_classes=int(num_classes),
-            width_mult=float(width_mult), dropout=float(dropout), causal=bool(causal),
+            width_mult=float(width_mult), dropout=float(dropout), causal=bool(causal), consensus=consensus,
         )
         spec: Backbone = BACKBONES[arch](float(width_mult))
         self.mean, self.std = spec.mean, spec.std
@@ -84,9 +92,15 @@ class ActionNet(nn.Module):
         feats = self.backbone(x.reshape(n * t, *x.shape[2:]))
         return self.fc(self.dropout(feats)).view(n, t, -1)
 
+    def consensus(self, frame_logits: torch.Tensor) -> torch.Tensor:
+        """(N, T, K) per-frame logits -> (N, K) clip logits."""
+        if self.config.get("consensus", "avg") == "last":
+            return frame_logits[:, -1]
+        return frame_logits.mean(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, T, 3, H, W) -> clip logits (N, num_classes), averaged over T."""
-        return self.frame_logits(x).mean(1)
+        """(N, T, 3, H, W) -> clip logits (N, num_classes): the consensus of the frames' logits."""
+        return self.consensus(self.frame_logits(x))
 
 
 def load_pretrained(spec: Backbone, path: str | Path) -> dict[str, list[str]]:

@@ -14,7 +14,8 @@ shift       the input of frames t-1 and t-2 (all channels for the learnable shif
 STE         the channel-mean maps of frames t-1 and t-2
 CE          the pooled, squeezed vectors of frames t-1 and t-2
 ME          the squeezed feature map of frame t-1
-consensus   the per-frame logits of the last ``window - 1`` frames
+consensus   the per-frame logits of the last ``window - 1`` frames (none when ``window``
+            is 1, the default of a ``consensus="last"`` model)
 =========== ===================================================================
 
 Every op is 4-D (2-D convolutions, concatenation, element-wise), so the step exports to
@@ -206,7 +207,8 @@ class StreamingActionNet(nn.Module):
             raise ActionNetError("streaming needs a causal model (model.causal: true); this one looks at future frames")
         self.config = dict(model.config)
         self.mean, self.std = model.mean, model.std
-        self.window = int(window or model.config["num_segments"])
+        # the running average over the last T frames; a "last" consensus model reads each frame's own
+        self.window = int(window or (1 if model.config.get("consensus") == "last" else model.config["num_segments"]))
         if self.window < 1:
             raise ActionNetError(f"window must be at least 1, got {self.window}")
         self.backbone = copy.deepcopy(model.backbone)
@@ -238,7 +240,8 @@ class StreamingActionNet(nn.Module):
             spec = []
             for i, (m, (_, c, hh, ww)) in enumerate(zip(self.stateful, seen)):
                 spec += [(f"place{i:02d}_{name}", shape) for name, shape in m.state_shapes(batch, c, hh, ww)]
-            spec.append(("consensus", (batch, self.window - 1, self.config["num_classes"])))
+            if self.window > 1:
+                spec.append(("consensus", (batch, self.window - 1, self.config["num_classes"])))
             self._shapes[key] = spec
         return self._shapes[key]
 
@@ -252,17 +255,19 @@ class StreamingActionNet(nn.Module):
             n = m.n_state()
             m.state_in = tuple(state[k : k + n])
             k += n
-        if len(state) != k + 1:
-            raise ValueError(f"expected {k + 1} state tensors, got {len(state)}")
+        history = self.window > 1  # window 1: no consensus state, the logits are this frame's
+        if len(state) != k + history:
+            raise ValueError(f"expected {k + history} state tensors, got {len(state)}")
         frame_logits = self.fc(self.backbone(frame))
-        history = state[k]
-        logits = (history.sum(1) + frame_logits) / self.window
-        new_history = torch.cat([history[:, 1:], frame_logits[:, None]], 1) if self.window > 1 else history
         new_state = [s for m in self.stateful for s in m.state_out]
         for m in self.backbone.modules():  # leave no tensor attributes behind (torch.export warns about them)
             if isinstance(m, _Stateful):
                 m.state_in, m.state_out = None, ()
-        return (logits, frame_logits, *new_state, new_history)
+        if not history:
+            return (frame_logits, frame_logits, *new_state)
+        past = state[k]
+        logits = (past.sum(1) + frame_logits) / self.window
+        return (logits, frame_logits, *new_state, torch.cat([past[:, 1:], frame_logits[:, None]], 1))
 
     def step(self, frame: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One frame: ``(logits, new_state)``; checks the state against :meth:`state_spec`."""

@@ -23,6 +23,7 @@ with ``weights_only=True`` and the graph is rebuilt deterministically from the c
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,14 +233,7 @@ def quantize(model_edge: nn.Module, backend: str, *, calib: Iterable[torch.Tenso
     warning says so.
     """
     if qat_state is not None:
-        check_qat_state(qat_state)
-        if qat_state["backend"] != backend:
-            raise ActionNetError(f"this QAT checkpoint was trained for the {qat_state['backend']} quantizer, not "
-                                 f"{backend}: export it to a target using {qat_state['backend']} or re-run "
-                                 f"'actionnet-edge qat --backend {backend}'")
-        prepared = prepare(model_edge, backend, torch.zeros(tuple(qat_state["input_shape"])), qat=True,
-                           per_channel=bool(qat_state.get("per_channel", True)))
-        _load_prepared(prepared, qat_state["state_dict"])
+        prepared = _prepared_from_qat(model_edge, backend, qat_state)
     else:
         batches = list(calib) if calib is not None else None
         if example is None:
@@ -264,6 +258,28 @@ def quantize(model_edge: nn.Module, backend: str, *, calib: Iterable[torch.Tenso
         log.info("litert: %d reshape/transpose/mean outputs requantized with their input's int8 range (LiteRT "
                  "needs one scale across them; QAT's observers on the two sides drift apart)", aligned)
     return converted
+
+
+def _prepared_from_qat(model_edge: nn.Module, backend: str, qat_state: dict[str, Any]) -> torch.fx.GraphModule:
+    """The QAT graph of ``model_edge`` rebuilt for ``backend``, with ``qat_state``'s weights and ranges."""
+    check_qat_state(qat_state)
+    if qat_state["backend"] != backend:
+        raise ActionNetError(f"this QAT checkpoint was trained for the {qat_state['backend']} quantizer, not "
+                             f"{backend}: export it to a target using {qat_state['backend']} or re-run "
+                             f"'actionnet-edge qat --backend {backend}'")
+    prepared = prepare(model_edge, backend, torch.zeros(tuple(qat_state["input_shape"])), qat=True,
+                       per_channel=bool(qat_state.get("per_channel", True)))
+    _load_prepared(prepared, qat_state["state_dict"])
+    return prepared
+
+
+def fake_quant_model(model_edge: nn.Module, backend: str, qat_state: dict[str, Any]) -> torch.fx.GraphModule:
+    """The QAT graph in eval mode, fake-quantizing weights and activations: the model QAT trained
+    and validated, and so the reference an int8 export of a QAT checkpoint is checked against
+    (the QAT weights run without fake quantization are a model nobody trained)."""
+    prepared = _prepared_from_qat(copy.deepcopy(model_edge), backend, qat_state)
+    set_qat_mode(prepared, training=False)
+    return prepared
 
 
 #: ops LiteRT runs in int8 with their input's scale: those that only move values, and the

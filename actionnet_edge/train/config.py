@@ -37,6 +37,8 @@ class ModelConfig:
     width_mult: float = 1.0
     dropout: float = 0.5
     pretrained: str | None = None  # local ImageNet state dict of the backbone
+    causal: bool = False  # temporal modules read only current and past frames (streaming)
+    consensus: str = "avg"  # avg (TSN) or last (the last frame's logits)
 
 
 @dataclass
@@ -150,6 +152,7 @@ def _coerce(value: Any, tp: Any, where: str, errors: list[str]) -> Any:
 def _check_values(r: Recipe, errors: list[str]) -> None:
     from ..data import list_datasets
     from ..models import list_models, list_temporal
+    from ..models.actionnet import CONSENSUS
 
     def name(where: str, value: str, valid: list[str]) -> None:
         if isinstance(value, str) and value not in valid:
@@ -162,6 +165,7 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
 
     name("model.arch", r.model.arch, list_models())
     name("model.temporal", r.model.temporal, list_temporal())
+    name("model.consensus", r.model.consensus, list(CONSENSUS))
     name("data.dataset", r.data.dataset, list_datasets())
     if isinstance(r.model.dropout, float) and not 0 <= r.model.dropout < 1:
         errors.append(f"model.dropout: must be in [0, 1), got {r.model.dropout}")

@@ -87,7 +87,7 @@ def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
 
     m = recipe.model
     return create_model(m.arch, m.temporal, recipe.data.segments, num_classes, m.width_mult,
-                        pretrained=m.pretrained, dropout=m.dropout)
+                        pretrained=m.pretrained, dropout=m.dropout, causal=m.causal, consensus=m.consensus)
 
 
 def _norm(model: nn.Module | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
