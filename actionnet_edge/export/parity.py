@@ -81,8 +81,8 @@ def evaluate(precision: str, out: np.ndarray, float_ref: np.ndarray, quant_ref: 
 def summary(res: dict[str, Any]) -> str:
     """One line of the key figures, for logs and error messages."""
     vf = res["vs_float"]
-    s = (f"vs {res.get('reference', 'float')}: max abs err {vf['max_abs_err']:.3g}, cosine {vf['cosine']:.6f}, SQNR {vf['sqnr_db']:.1f} dB, "
-         f"top-1 agreement {vf['top1_agreement']:.1%}")
+    s = (f"vs {res.get('reference', 'float')}: max abs err {vf['max_abs_err']:.3g}, cosine {vf['cosine']:.6f}, "
+         f"SQNR {vf['sqnr_db']:.1f} dB, top-1 agreement {vf['top1_agreement']:.1%}")
     if "vs_quantized_pytorch" in res:
         vq = res["vs_quantized_pytorch"]
         s += f"; vs quantized PyTorch: cosine {vq['cosine']:.5f}, top-1 {vq['top1_agreement']:.1%}"
