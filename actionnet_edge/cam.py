@@ -85,7 +85,7 @@ def class_activation_maps(model: nn.Module, clip: torch.Tensor, target: int | No
         raise ValueError(f"expected one clip (1, T, 3, H, W), got {tuple(clip.shape)}")
     model.eval()
     feats, frame_logits = last_feature_map(model, clip)
-    clip_logits = model.consensus(frame_logits)[0] if hasattr(model, "consensus") else frame_logits.mean(1)[0]
+    clip_logits = model.consensus(frame_logits)[0]
     k = int(clip_logits.argmax()) if target is None else int(target)
     if not 0 <= k < clip_logits.numel():
         raise ActionNetError(f"class index {k} out of range for a {clip_logits.numel()}-class model")

@@ -24,13 +24,9 @@ LABELS = [f"gesture_{i}" for i in range(K)]
 CLIPS = 8  # parity clips in tests (the CLI default is 32)
 
 
-def _tiny_model(seed: int = 0) -> torch.nn.Module:
-    return export_test_model(seed=seed)
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    return save_test_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", _tiny_model(), LABELS)
+    return save_test_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", export_test_model(), LABELS)
 
 
 
@@ -85,7 +81,7 @@ def test_export_fp32(target, ckpt, out_root):
             return
         x = torch.randn(2, T, 3, S, S)
         with torch.no_grad():
-            ref = _tiny_model()(x).numpy()
+            ref = export_test_model()(x).numpy()
         got = run(x.numpy())
         assert got.shape == (2, K)
         np.testing.assert_allclose(got, ref, atol=1e-3 * max(1.0, np.abs(ref).max()))
@@ -178,7 +174,7 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_arch_mismatch(tmp_path):
-    m = _tiny_model()
+    m = export_test_model()
     raw_path = tmp_path / "mismatch.pt"
     save_checkpoint(raw_path, m, LABELS, default_preprocess(m, S))
     raw = torch.load(raw_path, weights_only=True)

@@ -319,7 +319,8 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                         plan.append((frame, rt, prec, artifact, reason))
 
     rows: list[dict] = []
-    jobs: list[tuple[dict, Source, str, Path, int]] = []  # (row, source, runtime, artifact, threads) to time
+    # what to time: (row, source, runtime, artifact, threads, the measurements of each round)
+    jobs: list[tuple[dict, Source, str, Path, int, list[dict]]] = []
     for src, rt, prec, artifact, reason in plan:
         for threads in opts.threads:
             row = {"variant": src.variant, "mode": src.mode, "runtime": rt, "precision": prec, "threads": threads,
@@ -332,14 +333,13 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                 status, why = reason or ("error", "no artifact")
                 row.update(status=status, reason=why)
             else:
-                jobs.append((row, src, rt, artifact, threads))
+                jobs.append((row, src, rt, artifact, threads, []))
     # Rounds: every measurement once per round, in its own process, the order reversed every other
     # round, so that a slow spell of a shared machine falls on all variants instead of one.
     rounds = 1 if serial else opts.rounds
-    results: dict[int, list[dict]] = {id(j[0]): [] for j in jobs}
     total, done, t_start = len(jobs) * rounds, 0, time.perf_counter()
     for r in range(rounds):
-        for row, src, rt, artifact, threads in jobs if r % 2 == 0 else jobs[::-1]:
+        for row, src, rt, artifact, threads, got in jobs if r % 2 == 0 else jobs[::-1]:
             prec = row["precision"]
             shape = (1, 3, src.size, src.size) if src.mode == "frame" else (1, src.segments, 3, src.size, src.size)
             if serial:
@@ -351,7 +351,7 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                 res = measure(rt, artifact=artifact, config=src.config, shape=shape, threads=threads,
                               warmup=opts.warmup, runs=opts.runs, max_seconds=opts.max_seconds, streaming=src.streaming)
             done += 1
-            results[id(row)].append(res)
+            got.append(res)
             if "error" in res or "skipped" in res:
                 log.warning("[%d/%d] %s %s %s %d thr: %s", done, total, src.variant, rt, prec, threads,
                             res.get("error") or res.get("skipped"))
@@ -362,8 +362,7 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                      " per frame" if src.mode == "frame" else "", prec, threads,
                      res.get("latency_ms_median") or float("nan"), res.get("latency_ms_p90") or float("nan"),
                      res.get("peak_rss_mb") or float("nan"), elapsed / done * (total - done))
-    for row, src, rt, artifact, threads in jobs:
-        got = results[id(row)]
+    for row, src, rt, artifact, threads, got in jobs:
         bad = next((x for x in got if "error" in x or "skipped" in x), None)
         if bad is not None or not got:
             row.update(status="error" if bad is None or "error" in bad else "skipped",
