@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import platform
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from actionnet_edge.bench import adb
-from actionnet_edge.bench.machine import describe
+from actionnet_edge.bench.machine import _vector_unit, describe, measure_peaks
 from actionnet_edge.bench.report import goals, markdown
 from actionnet_edge.bench.run import BenchOptions, run_bench
 from actionnet_edge.bench.runtimes import RUNTIMES, Runtime, measure, summarize
@@ -76,6 +77,33 @@ def test_machine_floor_is_macs_over_peak_rate():
         assert m.floor_ms(10**9, threads=64) == pytest.approx(1e12 / peak)
         assert m.floor_ms(10**9, 1, "int8") == pytest.approx(m.floor_ms(10**9, 1) / m.int8_macs_per_fp32_mac)
     assert "FMA" in m.assumption and "int8" in m.assumption
+
+
+def test_zen4_avx512_runs_on_256_bit_fma_units():
+    zen4 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "flags": "fma avx2 avx512f avx512_vnni"}
+    intel = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2 avx512f"}
+    assert _vector_unit(zen4)[1] == 8 and "Zen 4" in _vector_unit(zen4)[0]
+    assert _vector_unit(intel) == ("AVX-512", 16)
+    assert _vector_unit({"flags": "fma avx2"}) == ("AVX2+FMA", 8)
+
+
+def test_floor_uses_the_faster_of_theory_and_measurement():
+    m = replace(describe(), clock_ghz=1.0, physical_cores=2, fp32_lanes=8, fma_units=2, int8_macs_per_fp32_mac=4)
+    assert m.peak_macs_per_s(2) == pytest.approx(32e9)
+    m.measured_macs_per_s = {"fp32": {2: 40e9}, "int8": {2: 100e9}}  # faster than theory: the cores boost
+    assert m.peak_macs_per_s(2) == pytest.approx(40e9)
+    assert m.peak_macs_per_s(2, "int8") == pytest.approx(128e9)  # theory (4 x 32e9) still the faster
+    assert m.floor_ms(40 * 10**6, 2) == pytest.approx(1.0)
+
+
+def test_measure_peaks_records_gemm_rates_and_states_them():
+    m = describe()
+    measure_peaks(m, [1], n=256)
+    assert m.measured_macs_per_s["fp32"][1] > 1e8
+    assert m.peak_macs_per_s(1) >= m.measured_macs_per_s["fp32"][1]
+    assert "measured square GEMMs" in m.assumption and "fp32 1 thr" in m.assumption
+    if m.reported_clock_ghz:  # a probed clock replaced the kernel's figure only when it is higher
+        assert m.clock_ghz > m.reported_clock_ghz and "dependent-add chain" in m.assumption
 
 
 @pytest.mark.parametrize("runtime", CPU_RUNTIMES)

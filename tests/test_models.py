@@ -86,6 +86,44 @@ def test_learnable_shift_at_init_equals_tsm_exactly():
         torch.testing.assert_close(LearnableShift(channels, t)(x), TemporalShift(channels, t)(x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_learnable_shift_equals_its_conv1d_over_time(causal):
+    """The taps applied in forward are the official computation: the depthwise Conv1d run over T."""
+    torch.manual_seed(5)
+    n, t, c, h, w = 2, 5, 12, 3, 4
+    mod = LearnableShift(c, t, causal=causal)
+    with torch.no_grad():
+        mod.conv.weight.normal_()
+    x = torch.randn(n * t, c, h, w, requires_grad=True)
+    y = x.view(n, t, c, h, w).permute(0, 3, 4, 2, 1).reshape(n * h * w, c, t)
+    ref = mod.conv(torch.nn.functional.pad(y, (2, 0)) if causal else y)
+    ref = ref.view(n, h, w, c, t).permute(0, 4, 3, 1, 2).reshape(n * t, c, h, w)
+    torch.testing.assert_close(mod(x), ref)
+    g_mod = torch.autograd.grad(mod(x).square().sum(), mod.conv.weight)[0]
+    g_ref = torch.autograd.grad(ref.square().sum(), mod.conv.weight)[0]
+    torch.testing.assert_close(g_mod, g_ref)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_me_pooling_before_the_difference_equals_the_official_order(causal):
+    """ME pools K*F and F before the frame difference; the official code pools the difference map."""
+    torch.manual_seed(6)
+    t, c = 4, 32
+    mod = Action(c, t, causal=causal, paths=("me",)).eval()
+    me = mod.paths["me"]
+    with torch.no_grad():
+        for p in me.parameters():
+            p.normal_(0, 0.5)
+    x = torch.randn(2 * t, c, 5, 5)
+    with torch.no_grad():
+        f = me.bn(me.squeeze(x)).view(2, t, -1, 5, 5)
+        k = me.conv(f.flatten(0, 1)).view_as(f)
+        zero = torch.zeros_like(f[:, :1])
+        d = k - torch.cat([zero, f[:, :-1]], 1) if causal else torch.cat([k[:, 1:] - f[:, :-1], zero], 1)
+        ref = torch.sigmoid(me.expand(d.flatten(0, 1).mean((2, 3), keepdim=True)))
+        torch.testing.assert_close(me(x), ref)
+
+
 def test_tsm_shift_moves_the_right_folds():
     t, c = 4, 16
     x = torch.arange(t, dtype=torch.float).view(1, t, 1, 1, 1).expand(1, t, c, 2, 2).reshape(t, c, 2, 2)

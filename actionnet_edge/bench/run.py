@@ -26,7 +26,7 @@ from typing import Callable
 
 from ..errors import ActionNetError, unknown_name
 from . import adb
-from .machine import describe
+from .machine import describe, measure_peaks
 from .runtimes import RUNTIMES, check_artifact, file_mb, get_runtime, measure, runtime_for_artifact, summarize
 
 log = logging.getLogger(__name__)
@@ -337,6 +337,8 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
     # Rounds: every measurement once per round, in its own process, the order reversed every other
     # round, so that a slow spell of a shared machine falls on all variants instead of one.
     rounds = 1 if serial else opts.rounds
+    if jobs and not serial:  # the floor's peak rate: theory, or a measured GEMM if the cores run faster
+        measure_peaks(machine, sorted(set(opts.threads)))
     total, done, t_start = len(jobs) * rounds, 0, time.perf_counter()
     for r in range(rounds):
         for row, src, rt, artifact, threads, got in jobs if r % 2 == 0 else jobs[::-1]:

@@ -11,9 +11,8 @@ Rewrites (x is the backbone's (N*T, C, H, W) activation):
   (N, 1, T, H, W) -> Conv2d(T, T, 3x3) over (N, T, H, W) with the kernel's three taps on the
   band t-1, t, t+1 (zero padding in time is the band's edge);
 * CE: Conv1d(r, r, 3) over T -> 1x1 Conv2d(T*r, T*r) over (N, T*r, 1, 1), block-banded;
-* ME: spatial pooling moved before the frame difference (both linear), the difference on
-  (N, T, r) slices;
-* ACTION's ``sum(x + x * m_p)`` -> ``x * (P + sum(m_p))``;
+* ME and ACTION's ``sum(x + x * m_p)`` (as ``x * (P + sum(m_p))``) need no rewrite: the training
+  form already pools before ME's frame difference and sums the masks first;
 * TSM's shift on 4-D (N, T, C, HW) slices;
 * causal models (taps t-2, t-1, t) get the same rewrites with the band shifted one frame back;
 * consensus: mean of per-frame features over T, then the classifier (linear, so equal to
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.temporal import CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalShift, TemporalWrapper
+from ..models.temporal import CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalShift, TemporalWrapper, excite
 
 
 def _tap_offset(src: nn.Module) -> int:
@@ -111,35 +110,11 @@ class EdgeCE(nn.Module):
         return torch.sigmoid(self.expand(f.reshape(nt, r, 1, 1)))
 
 
-class EdgeME(nn.Module):
-    """ME with pooling before the frame difference (pooling is linear, so the result is equal)."""
-
-    def __init__(self, src: ME) -> None:
-        super().__init__()
-        self.t, self.causal = src.num_segments, bool(getattr(src, "causal", False))
-        self.squeeze = copy.deepcopy(src.squeeze)
-        self.bn = copy.deepcopy(src.bn)
-        self.conv = copy.deepcopy(src.conv)
-        self.expand = copy.deepcopy(src.expand)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.bn(self.squeeze(x))
-        nt, r = f.shape[:2]
-        n = nt // self.t
-        now = f.mean((2, 3), keepdim=True).reshape(n, self.t, r)
-        nxt = self.conv(f).mean((2, 3), keepdim=True).reshape(n, self.t, r)
-        if self.causal:  # K*F[t] - F[t-1], F[-1] = 0
-            d = nxt - F.pad(now[:, :-1], (0, 0, 1, 0))
-        else:
-            d = F.pad(nxt[:, 1:] - now[:, :-1], (0, 0, 0, 1))  # zero motion for the last frame
-        return torch.sigmoid(self.expand(d.reshape(nt, r, 1, 1)))
-
-
-_EDGE_PATHS = {STE: EdgeSTE, CE: EdgeCE, ME: EdgeME}
+_EDGE_PATHS = {STE: EdgeSTE, CE: EdgeCE, ME: copy.deepcopy}  # ME's training form is edge-ready
 
 
 class EdgeAction(nn.Module):
-    """ACTION: shift, then ``x * (P + sum of the path masks)`` (= ``sum(x + x * m_p)``)."""
+    """ACTION: shift, then ``x * (P + sum of the path masks)`` (= ``sum(x + x * m_p)``, see excite)."""
 
     def __init__(self, src: Action) -> None:
         super().__init__()
@@ -148,13 +123,7 @@ class EdgeAction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.shift(x)
-        masks = [p(x) for p in self.paths]
-        # channel masks (NT, C, 1, 1) first, the spatial one (NT, 1, H, W) last: one full-size add
-        masks.sort(key=lambda m: m.shape[1] == 1)
-        total = float(len(masks)) + masks[0]
-        for m in masks[1:]:
-            total = total + m
-        return x * total
+        return excite(x, [p(x) for p in self.paths])
 
 
 class EdgeShift(nn.Module):

@@ -13,7 +13,7 @@ shift       the input of frames t-1 and t-2 (all channels for the learnable shif
             the two shifted folds for TSM's fixed shift)
 STE         the channel-mean maps of frames t-1 and t-2
 CE          the pooled, squeezed vectors of frames t-1 and t-2
-ME          the squeezed feature map of frame t-1
+ME          the pooled, squeezed feature of frame t-1 (ME pools before the difference)
 consensus   the per-frame logits of the last ``window - 1`` frames (none when ``window``
             is 1, the default of a ``consensus="last"`` model)
 =========== ===================================================================
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ActionNetError
-from .temporal import CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalShift, TemporalWrapper
+from .temporal import CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalShift, TemporalWrapper, excite
 
 
 class _Stateful(nn.Module):
@@ -140,13 +140,13 @@ class _ME(nn.Module):
         self.squeeze, self.bn, self.conv, self.expand = src.squeeze, src.bn, src.conv, src.expand
 
     def shapes(self, n, c, h, w):
-        return [("me_prev", (n, self.squeeze.out_channels, h, w))]
+        return [("me_prev", (n, self.squeeze.out_channels, 1, 1))]
 
     def forward(self, x, state):
-        (prev,) = state
+        (prev,) = state  # the pooled squeezed feature of frame t-1 (ME pools before the difference)
         f = self.bn(self.squeeze(x))
-        d = (self.conv(f) - prev).mean((2, 3), keepdim=True)
-        return torch.sigmoid(self.expand(d)), (f,)
+        now = f.mean((2, 3), keepdim=True)
+        return torch.sigmoid(self.expand(self.conv(f).mean((2, 3), keepdim=True) - prev)), (now,)
 
 
 _PATHS = {STE: _STE, CE: _CE, ME: _ME}
@@ -169,17 +169,15 @@ class _Action(_Stateful):
         k = self.shift.n_state()
         self.shift.state_in = state[:k]
         x = self.shift(x)
-        new = list(self.shift.state_out)
-        out = None
+        new, masks = list(self.shift.state_out), []
         for p in self.paths:
             n_state = len(p.shapes(1, 1, 1, 1))
             mask, s = p(x, state[k : k + n_state])
             k += n_state
             new += list(s)
-            y = x + x * mask
-            out = y if out is None else out + y
+            masks.append(mask)
         self.state_out = tuple(new)
-        return out
+        return excite(x, masks)
 
 
 def _streaming_temporal(m: nn.Module) -> _Stateful:
