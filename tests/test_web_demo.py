@@ -118,9 +118,19 @@ class Page:
     def __init__(self, browser: Chromium, session: str) -> None:
         self.browser, self.session = browser, session
 
-    def eval(self, expression: str):
-        r = self.browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                                   "awaitPromise": True}, session=self.session)
+    def eval(self, expression: str, settle: float = 30.0):
+        end = time.monotonic() + settle
+        while True:
+            try:
+                r = self.browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                           "awaitPromise": True}, session=self.session)
+                break
+            except RuntimeError as e:
+                # between createTarget and the page's first commit there is no JavaScript context
+                # yet (DevTools error -32000): the page is still loading, so ask again
+                if "Cannot find default execution context" not in str(e) or time.monotonic() > end:
+                    raise
+                time.sleep(0.2)
         if "exceptionDetails" in r:
             raise RuntimeError(f"page error: {r['exceptionDetails'].get('text')}")
         return r["result"].get("value")
