@@ -14,7 +14,6 @@ import torch
 from click.testing import CliRunner
 
 from _demo_fixtures import SIZE as S, T, export_test_model, save_test_checkpoint, target_available
-from actionnet_edge.checkpoint import default_preprocess, save_checkpoint
 from actionnet_edge.cli.main import main
 from actionnet_edge.export import EXPORTERS, RuntimeUnavailable
 from actionnet_edge.export.parity import Thresholds, evaluate
@@ -27,9 +26,6 @@ CLIPS = 8  # parity clips in tests (the CLI default is 32)
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     return save_test_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", export_test_model(), LABELS)
-
-
-
 
 
 _results: dict = {}
@@ -174,9 +170,7 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_arch_mismatch(tmp_path):
-    m = export_test_model()
-    raw_path = tmp_path / "mismatch.pt"
-    save_checkpoint(raw_path, m, LABELS, default_preprocess(m, S))
+    raw_path = save_test_checkpoint(tmp_path / "mismatch.pt", export_test_model(), LABELS)
     raw = torch.load(raw_path, weights_only=True)
     raw["model"]["temporal"] = "shift"  # weights of an ACTION model under a TSM config
     torch.save(raw, raw_path)

@@ -138,8 +138,7 @@ def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segm
         runtimes = sorted({runtime_for_artifact(Path(a)).name for a in artifacts})
     opts = BenchOptions(runtimes=runtimes, precisions=precisions, threads=threads, variants=variants,
                         segments=segments, size=size, warmup=warmup, runs=runs, max_seconds=max_seconds, rounds=rounds,
-                        arch=arch,
-                        width_mult=width_mult, num_classes=num_classes, verify=not no_verify,
+                        arch=arch, width_mult=width_mult, num_classes=num_classes, verify=not no_verify,
                         parity_clips=parity_clips, device=device, dry_run=dry_run, binaries=binaries,
                         accuracy=accuracy, profile=profile, require_installed=explicit, streaming=streaming)
     if arch != "mobilenet_v2" or checkpoint is None:

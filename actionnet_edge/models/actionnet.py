@@ -48,7 +48,7 @@ class ActionNet(nn.Module):
         if temporal not in TEMPORAL_MODULES:
             raise unknown_name("temporal module", temporal, TEMPORAL_MODULES)
         if consensus not in CONSENSUS:
-            raise ActionNetError(f"unknown consensus '{consensus}'; valid: {', '.join(CONSENSUS)}")
+            raise unknown_name("consensus", consensus, CONSENSUS)
         if int(num_segments) < 2:
             raise ActionNetError(f"num_segments must be at least 2 for temporal modelling, got {num_segments}")
         if int(num_classes) < 1:
