@@ -102,6 +102,26 @@ def test_executorch_embeds_metadata(ckpt, out_root):
     assert read_embedded_metadata(res.artifact)["labels"] == LABELS
 
 
+
+def test_executorch_runs_with_torch_at_one_thread_and_restores_it(ckpt, out_root):
+    if not target_available("executorch"):
+        pytest.skip("executorch not installed")
+    from actionnet_edge.export.executorch import one_torch_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="inside"):
+            with one_torch_thread():
+                assert torch.get_num_threads() == 1
+                raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+        run = EXPORTERS["executorch"].load(_export(ckpt, out_root, "executorch").artifact)
+        assert run(np.zeros((2, T, 3, S, S), np.float32)).shape == (2, K)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
 def test_onnx_embeds_metadata(ckpt, out_root):
     if not target_available("onnx"):
         pytest.skip("onnx not installed")
