@@ -226,6 +226,35 @@ def test_rounds_alternate_the_order_and_pool_the_runs(tmp_path, tiny_checkpoint,
         BenchOptions(rounds=0).validate()
 
 
+def test_exports_are_reused_only_from_the_same_checkpoint_and_code(tmp_path, tiny_checkpoint, monkeypatch):
+    """The work folder's artifact is reused when its metadata.json names this checkpoint's sha256
+    and this code's (export.metadata.code_sha256); after a code change it is exported again."""
+    if not _available("onnxruntime"):
+        pytest.skip("onnxruntime not installed")
+    import actionnet_edge.bench.run as bench_run
+    import actionnet_edge.export as export_pkg
+    import actionnet_edge.export.metadata as metadata
+
+    exported: list[str] = []
+    real = export_pkg.export_model
+
+    def counting(*args, **kwargs):
+        exported.append(str(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_pkg, "export_model", counting)
+    src = bench_run.Source("action", tiny_checkpoint, {}, None, None, TINY["segments"], TINY["size"])
+    opts = BenchOptions(**TINY)
+    first, _ = bench_run._export(src, "onnxruntime", "fp32", tmp_path, opts)
+    again, _ = bench_run._export(src, "onnxruntime", "fp32", tmp_path, opts)
+    assert first == again and exported == ["onnx"]
+    meta = json.loads((first.parent / "metadata.json").read_text())
+    assert meta["source"]["code_sha256"] == metadata.code_sha256() and len(metadata.code_sha256()) == 64
+    monkeypatch.setattr(metadata, "code_sha256", lambda: "f" * 64)  # as if the export code had changed
+    bench_run._export(src, "onnxruntime", "fp32", tmp_path, opts)
+    assert exported == ["onnx", "onnx"]
+
+
 # ---------------------------------------------------------------------------------------- phone
 
 

@@ -205,6 +205,7 @@ def _export(src: Source, runtime: str, precision: str, work: Path, opts: BenchOp
     with ``streaming``, its streaming-step export."""
     from ..checkpoint import file_sha256
     from ..export import EXPORTERS, export_model
+    from ..export.metadata import code_sha256
 
     rt = RUNTIMES[runtime]
     if rt.target not in EXPORTERS:
@@ -216,12 +217,11 @@ def _export(src: Source, runtime: str, precision: str, work: Path, opts: BenchOp
         return None, ("skipped", f"{precision} streaming export is not supported (fp32 only)")
     out = work / "artifacts" / f"{src.variant}-{rt.target}-{precision}-t{src.segments}-s{src.size}" \
         f"{'-streaming' if streaming else ''}"
-    sha = file_sha256(src.checkpoint)
     meta_path = out / "metadata.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
+    if meta_path.is_file():  # reused only if built from this checkpoint by this code
+        source = json.loads(meta_path.read_text()).get("source") or {}
         found = [p for p in out.iterdir() if p.suffix == rt.suffix]
-        if found and json.dumps(meta).find(sha) >= 0:
+        if found and source.get("sha256") == file_sha256(src.checkpoint) and source.get("code_sha256") == code_sha256():
             log.info("reusing %s", found[0])
             return found[0], None
     log.info("exporting %s to %s %s%s (T=%d, %d px)...", src.variant, rt.target, precision,

@@ -11,8 +11,10 @@ Rewrites (x is the backbone's (N*T, C, H, W) activation):
   (N, 1, T, H, W) -> Conv2d(T, T, 3x3) over (N, T, H, W) with the kernel's three taps on the
   band t-1, t, t+1 (zero padding in time is the band's edge);
 * CE: Conv1d(r, r, 3) over T -> 1x1 Conv2d(T*r, T*r) over (N, T*r, 1, 1), block-banded;
-* ME and ACTION's ``sum(x + x * m_p)`` (as ``x * (P + sum(m_p))``) need no rewrite: the training
-  form already pools before ME's frame difference and sums the masks first;
+* ME: the training form's pooled motion (it pools before the frame difference), its expand as a
+  1x1 Conv2d on (NT, r, 1, 1) instead of the training form's matrix product;
+* ACTION's ``sum(x + x * m_p)`` (as ``x * (P + sum(m_p))``) needs no rewrite: the training form
+  sums the masks first;
 * TSM's shift on 4-D (N, T, C, HW) slices;
 * causal models (taps t-2, t-1, t) get the same rewrites with the band shifted one frame back;
 * consensus: mean of per-frame features over T, then the classifier (linear, so equal to
@@ -110,7 +112,23 @@ class EdgeCE(nn.Module):
         return torch.sigmoid(self.expand(f.reshape(nt, r, 1, 1)))
 
 
-_EDGE_PATHS = {STE: EdgeSTE, CE: EdgeCE, ME: copy.deepcopy}  # ME's training form is edge-ready
+class EdgeME(ME):
+    """ME's training form (it pools before the frame difference) with ``expand`` run as the 1x1
+    Conv2d it is, on (NT, r, 1, 1): delegates take a convolution on a weight parameter, where the
+    training form's matrix product on a view of it stays outside XNNPACK (``aten.mm``)."""
+
+    def __init__(self, src: ME) -> None:
+        nn.Module.__init__(self)  # the same submodule names as ME: QAT checkpoints keep their keys
+        self.channels, self.num_segments, self.causal = src.channels, src.num_segments, src.causal
+        self.squeeze, self.bn, self.conv, self.expand = (copy.deepcopy(m) for m in
+                                                         (src.squeeze, src.bn, src.conv, src.expand))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.motion(x)
+        return torch.sigmoid(self.expand(d.reshape(*d.shape, 1, 1)))
+
+
+_EDGE_PATHS = {STE: EdgeSTE, CE: EdgeCE, ME: EdgeME}
 
 
 class EdgeAction(nn.Module):

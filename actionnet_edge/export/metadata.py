@@ -2,11 +2,15 @@
 
 Flat keys (``labels``, ``segments``, ``size``, ``resize``, ``mean``, ``std``, ``layout``,
 ``target``, ``precision``, ``artifact``) are what the demo apps read; ``input``/``output``
-describe the tensors; ``source``, ``toolkit_version`` and ``runtime`` say where it came from.
+describe the tensors; ``source`` (the checkpoint's sha256 and the export code's, :func:`code_sha256`),
+``toolkit_version`` and ``runtime`` say where it came from.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.metadata
+from pathlib import Path
 from typing import Any
 
 from .._version import __version__
@@ -21,6 +25,22 @@ RUNTIME_DISTS = {
     "tflite": ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "onnx2tf", "tensorflow"),
     "coreml": ("torch", "coremltools", "executorch"),
 }
+
+
+#: the package parts whose code decides what an export contains
+_CODE_DIRS = ("models", "export", "quant")
+
+
+@functools.lru_cache(maxsize=1)
+def code_sha256() -> str:
+    """sha256 of the toolkit's model, export and quantization sources (paths and contents):
+    two artifacts of one checkpoint with the same value were built by the same code, which a
+    version number does not promise between releases."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for path in sorted(p for d in _CODE_DIRS for p in (root / d).rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def runtime_versions(target: str) -> dict[str, str]:
@@ -67,6 +87,6 @@ def build_metadata(*, target: str, precision: str, artifact: str, layout: str, l
                    "meaning": "clip logits (softmax for probabilities), index = label id"},
         "model": dict(model_config),
         "quantization": quantization,
-        "source": {"checkpoint": checkpoint_name, "sha256": checkpoint_sha256},
+        "source": {"checkpoint": checkpoint_name, "sha256": checkpoint_sha256, "code_sha256": code_sha256()},
         "runtime": runtime_versions(target),
     }

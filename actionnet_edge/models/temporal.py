@@ -36,6 +36,13 @@ def _pad_time(x: torch.Tensor, dim_from_end: int, before: int, after: int) -> to
     return F.pad(x, (0, 0) * (dim_from_end - 1) + (before, after))
 
 
+def _pointwise(conv: nn.Conv2d, f: torch.Tensor) -> torch.Tensor:
+    """A bias-free 1x1 ``conv`` applied to pooled (M, C) vectors, as the matrix product it is.
+    The weight stays the Conv2d's (the official checkpoints' layout); eager PyTorch runs this in
+    ~0.01 ms where a convolution call on a (M, C, 1, 1) tensor costs 0.1-0.25 ms."""
+    return F.linear(f, conv.weight.flatten(1))
+
+
 class TemporalModule(nn.Module):
     """Base class: knows its channel count, number of segments T, and whether it is causal."""
 
@@ -106,15 +113,19 @@ class LearnableShift(TemporalModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the Conv1d's three taps as broadcast multiply-adds on the (N, T, C, H, W) view: the same
-        # sum as running self.conv over T, without moving T innermost (10x faster in eager)
-        t = self.num_segments
-        x5 = _split_time(x, t)
-        padded = _pad_time(x5, 4, 2, 0) if self.causal else _pad_time(x5, 4, 1, 1)
-        weight = self.conv.weight[:, 0]  # C, 3
-        out = None
-        for k in range(3):
-            y = padded[:, k : k + t] * weight[:, k].view(1, 1, -1, 1, 1)
-            out = y if out is None else out + y
+        # sum as running self.conv over T, without moving T innermost (10x faster in eager). The
+        # current frame's tap covers every frame; the other two add into the frames that have
+        # that neighbour (zero padding is the frames left out), in place: three passes, no pad.
+        x5 = _split_time(x, self.num_segments)
+        w = self.conv.weight[:, 0].t().reshape(3, 1, 1, -1, 1, 1)  # tap, then (1, 1, C, 1, 1)
+        if self.causal:  # taps t-2, t-1, t
+            out = x5 * w[2]
+            out[:, 1:].addcmul_(x5[:, :-1], w[1])
+            out[:, 2:].addcmul_(x5[:, :-2], w[0])
+        else:  # taps t-1, t, t+1
+            out = x5 * w[1]
+            out[:, 1:].addcmul_(x5[:, :-1], w[0])
+            out[:, :-1].addcmul_(x5[:, 1:], w[2])
         return out.reshape(x.shape)
 
 
@@ -145,12 +156,12 @@ class CE(TemporalModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt = x.shape[0]
         t = self.num_segments
-        f = self.squeeze(F.adaptive_avg_pool2d(x, 1))  # NT, r, 1, 1
+        f = _pointwise(self.squeeze, x.mean((2, 3)))  # NT, r
         r = f.shape[1]
         f = f.view(nt // t, t, r).transpose(1, 2)  # N, r, T
         f = F.relu(self.temporal(F.pad(f, (2, 0)) if self.causal else f))
-        f = f.transpose(1, 2).reshape(nt, r, 1, 1)
-        return torch.sigmoid(self.expand(f))
+        f = f.transpose(1, 2).reshape(nt, r)
+        return torch.sigmoid(_pointwise(self.expand, f)).view(nt, -1, 1, 1)
 
 
 class ME(TemporalModule):
@@ -170,7 +181,8 @@ class ME(TemporalModule):
         self.conv = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
         self.expand = nn.Conv2d(r, channels, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def motion(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled motion vectors (NT, r) that ``expand`` turns into the mask."""
         t = self.num_segments
         f = self.bn(self.squeeze(x))
         nt, r = f.shape[:2]
@@ -181,7 +193,11 @@ class ME(TemporalModule):
             d = nxt - _pad_time(now[:, :-1], 2, 1, 0)  # K*F[t] - F[t-1]
         else:
             d = _pad_time(nxt[:, 1:] - now[:, :-1], 2, 0, 1)  # zero motion for the last frame
-        return torch.sigmoid(self.expand(d.reshape(nt, r, 1, 1)))
+        return d.reshape(nt, r)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.motion(x)
+        return torch.sigmoid(_pointwise(self.expand, d)).view(d.shape[0], -1, 1, 1)
 
 
 _PATHS = {"ste": STE, "ce": CE, "me": ME}
@@ -206,7 +222,7 @@ def excite(x: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
     (NT, C, 1, 1) are added first and the spatial one (NT, 1, H, W) last, so only two ops run
     on full-size tensors instead of 3P - 1."""
     masks = sorted(masks, key=lambda m: m.shape[1] == 1)
-    total = float(len(masks)) + masks[0]
+    total = masks[0] + float(len(masks))
     for m in masks[1:]:
         total = total + m
     return x * total
