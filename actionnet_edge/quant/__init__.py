@@ -140,9 +140,9 @@ def _tag_sources(gm: torch.fx.GraphModule) -> None:
     """Record the Python op behind each tensor add, mul and cat, as strict export would.
 
     litert's annotators find these ops by the ``source_fn_stack`` that only strict (dynamo)
-    export records; in the non-strict graph they annotate none of them and every add, mul and
-    cat stays a float op between DEQUANTIZE and QUANTIZE in the .tflite (ACTION's mask sums:
-    30 float ADDs at 224 px). Strict export is not an option: it tags the dynamic batch's
+    export records; in the non-strict graph they annotate none of them, and those not already
+    between quantized neighbours stay float ops between DEQUANTIZE and QUANTIZE in the .tflite
+    (ACTION's mask sums: 30 float ADDs at 224 px). Strict export is not an option: it tags the dynamic batch's
     integer arithmetic as adds too, and the quantizer puts observers on integers.
     """
     import operator
