@@ -109,7 +109,7 @@ def test_int8_artifact_content(int8_export):
     assert info["tensor_types"].get("INT8", 0) > 100 and info["conv3d_ops"] == 0
     kinds = _op_io_types(path)
     # every conv runs int8, the temporal ones included; so do ACTION's mask sums, products and
-    # sigmoids (litert's add/mul annotators find them only with the sources quant._tag_sources records)
+    # sigmoids (litert's add/mul annotators find them only with the sources quant._litert_annotate records)
     for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "LOGISTIC"):
         assert (op, "INT8") in kinds and (op, "FLOAT32") not in kinds, op
     assert ("FULLY_CONNECTED", "FLOAT32") in kinds  # the classifier stays float

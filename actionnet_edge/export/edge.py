@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.temporal import CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalShift, TemporalWrapper, excite
+from ..models.temporal import (CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalModule, TemporalShift,
+                               TemporalWrapper, excite)
 
 
 def _tap_offset(src: nn.Module) -> int:
@@ -118,8 +119,8 @@ class EdgeME(ME):
     training form's matrix product on a view of it stays outside XNNPACK (``aten.mm``)."""
 
     def __init__(self, src: ME) -> None:
-        nn.Module.__init__(self)  # the same submodule names as ME: QAT checkpoints keep their keys
-        self.channels, self.num_segments, self.causal = src.channels, src.num_segments, src.causal
+        TemporalModule.__init__(self, src.channels, src.num_segments, src.causal)  # not ME's: no new weights
+        # the same submodule names as ME: QAT checkpoints keep their keys
         self.squeeze, self.bn, self.conv, self.expand = (copy.deepcopy(m) for m in
                                                          (src.squeeze, src.bn, src.conv, src.expand))
 

@@ -68,7 +68,7 @@ def make_quantizer(backend: str, *, qat: bool, per_channel: bool = True):
             q.set_global(get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat))
             for name in _LITERT_FLOAT_MODULES:
                 q.set_module_type(name, None)
-            q.annotate = _inputs_share_fixed_ranges(q.annotate)
+            q.annotate = _litert_annotate(q.annotate)
             return q
         from coremltools.optimize.torch.quantization.quantization_config import (
             LinearQuantizerConfig, QuantizationScheme)
@@ -115,13 +115,31 @@ def _litert_patterns(backend: str) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- graph prep
-def _inputs_share_fixed_ranges(annotate):
-    """Wrap litert's ``annotate``: an add or mul reading a sigmoid takes the sigmoid's fixed int8
-    range (1/256 steps) instead of observing a range of its own. The .tflite converter puts
-    (N, C, 1, 1) masks through a layout RESHAPE on that edge, and a RESHAPE must keep its scale."""
+def _litert_annotate(annotate):
+    """Wrap litert's ``annotate`` with two fixes of its annotation on our graphs.
+
+    * Its add, mul and cat annotators find their ops by the ``source_fn_stack`` that only strict
+      (dynamo) export records; on the non-strict graph they annotate none of them, and those not
+      already between quantized neighbours stay float ops between DEQUANTIZE and QUANTIZE in the
+      .tflite (ACTION's mask sums: 30 float ADDs at 224 px). The sources are recorded first.
+      Strict export is not an option: it tags the dynamic batch's integer arithmetic as adds
+      too, and the quantizer puts observers on integers.
+    * An add or mul reading a sigmoid takes the sigmoid's fixed int8 range (1/256 steps) instead
+      of observing a range of its own: the .tflite converter puts (N, C, 1, 1) masks through a
+      layout RESHAPE on that edge, and a RESHAPE must keep its scale.
+    """
+    import operator
+
     from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
 
+    sources = {torch.ops.aten.add.Tensor: operator.add, torch.ops.aten.mul.Tensor: operator.mul,
+               torch.ops.aten.cat.default: torch.cat}
+
     def run(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        for node in model.graph.nodes:
+            fn = sources.get(node.target) if node.op == "call_function" else None
+            if fn is not None and not node.meta.get("source_fn_stack"):
+                node.meta["source_fn_stack"] = [(node.name, fn)]
         model = annotate(model)
         for node in model.graph.nodes:
             ann = node.meta.get("quantization_annotation")
@@ -134,25 +152,6 @@ def _inputs_share_fixed_ranges(annotate):
         return model
 
     return run
-
-
-def _tag_sources(gm: torch.fx.GraphModule) -> None:
-    """Record the Python op behind each tensor add, mul and cat, as strict export would.
-
-    litert's annotators find these ops by the ``source_fn_stack`` that only strict (dynamo)
-    export records; in the non-strict graph they annotate none of them, and those not already
-    between quantized neighbours stay float ops between DEQUANTIZE and QUANTIZE in the .tflite
-    (ACTION's mask sums: 30 float ADDs at 224 px). Strict export is not an option: it tags the dynamic batch's
-    integer arithmetic as adds too, and the quantizer puts observers on integers.
-    """
-    import operator
-
-    sources = {torch.ops.aten.add.Tensor: operator.add, torch.ops.aten.mul.Tensor: operator.mul,
-               torch.ops.aten.cat.default: torch.cat}
-    for node in gm.graph.nodes:
-        fn = sources.get(node.target) if node.op == "call_function" else None
-        if fn is not None and not node.meta.get("source_fn_stack"):
-            node.meta["source_fn_stack"] = [(node.name, fn)]
 
 
 def _structure_masks(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -188,8 +187,6 @@ def prepare(model_edge: nn.Module, backend: str, example: torch.Tensor, *, qat: 
     masks = _structure_masks(model_edge) if qat else {}
     example = example[:1].expand(2, *example.shape[1:]).contiguous()  # batch 2: a dynamic batch dim
     gm = export(model_edge, (example,), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},)).module()
-    if backend == "litert":
-        _tag_sources(gm)
     with _litert_patterns(backend):
         prepared = prepare_qat_pt2e(gm, quantizer) if qat else prepare_pt2e(gm, quantizer)
     allow_exported_model_train_eval(prepared)
