@@ -18,7 +18,8 @@ ROUNDS=${ROUNDS:-5}  # every measurement once per round, order reversed every ot
 # 96 parity clips: the weights are for latency only (the bundled model's, run at 8 x 224), their
 # logits have near ties, and with 32 clips one flipped top-1 (96.9%) fails the int8 98% bar
 PARITY_CLIPS=${PARITY_CLIPS:-96}
-CPU=$(python3 -c 'import re;m=[l.split(":",1)[1] for l in open("/proc/cpuinfo") if l.startswith("model name")];print(re.sub(r"[^a-z0-9]+","-",(m[0] if m else "cpu").lower()).strip("-"))' 2>/dev/null || uname -m)
+# the CPU's model name and family: a VM's model name can be just "AMD EPYC" for several generations
+CPU=$(python3 -c 'import re;f=dict(l.split(":",1) for l in open("/proc/cpuinfo") if ":" in l);f={k.strip():v.strip() for k,v in f.items()};s=re.sub(r"[^a-z0-9]+","-",f.get("model name","cpu").lower()).strip("-");print(s+("-fam"+f["cpu family"] if "cpu family" in f else ""))' 2>/dev/null || uname -m)
 OUT=${OUT:-benchmarks/results/$(date -u +%Y-%m-%d)-${CPU}-${THREADS//,/-}t}
 WORK=${WORK:-bench_work/mbv2-t8-s224}
 exec nice -n "${NICE:-5}" "${PYTHON:-python}" -m actionnet_edge bench \

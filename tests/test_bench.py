@@ -84,6 +84,8 @@ def test_zen4_avx512_runs_on_256_bit_fma_units():
     intel = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2 avx512f"}
     assert _vector_unit(zen4)[1] == 8 and "Zen 4" in _vector_unit(zen4)[0]
     assert _vector_unit(intel) == ("AVX-512", 16)
+    zen5 = {"vendor_id": "AuthenticAMD", "cpu family": "26", "flags": "fma avx2 avx512f avx512_vnni"}
+    assert _vector_unit(zen5)[1] == 16 and "Zen 5" in _vector_unit(zen5)[0]
     assert _vector_unit({"flags": "fma avx2"}) == ("AVX2+FMA", 8)
 
 
