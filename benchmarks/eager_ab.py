@@ -1,0 +1,46 @@
+"""In-process A/B of PyTorch eager TSN / TSM / ACTION: the variants interleaved (every other round
+reversed) in one process, so a slow spell of a shared machine falls on all of them alike.
+
+    python benchmarks/eager_ab.py /tmp/bench/work/checkpoints --rounds 10 --runs 8 --threads 2
+
+The folder holds tsn.pt, tsm.pt and action.pt, as `benchmarks/run_bench.sh` leaves them in
+$WORK/checkpoints. Prints each variant's median and min and ACTION's overhead over TSM.
+"""
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from actionnet_edge.checkpoint import load_checkpoint
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+p.add_argument("checkpoints", type=Path)
+p.add_argument("--rounds", type=int, default=10)
+p.add_argument("--runs", type=int, default=8)
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--segments", type=int, default=8)
+p.add_argument("--size", type=int, default=224)
+a = p.parse_args()
+torch.set_num_threads(a.threads)
+names = ("tsn", "tsm", "action")
+models = {n: load_checkpoint(a.checkpoints / f"{n}.pt").model.eval() for n in names}
+x = torch.randn(1, a.segments, 3, a.size, a.size)
+times: dict[str, list[float]] = {n: [] for n in names}
+with torch.inference_mode():
+    for n in names:
+        for _ in range(3):
+            models[n](x)
+    for r in range(a.rounds):
+        for n in names if r % 2 == 0 else names[::-1]:
+            for _ in range(a.runs):
+                t = time.perf_counter()
+                models[n](x)
+                times[n].append((time.perf_counter() - t) * 1e3)
+med = {n: statistics.median(t) for n, t in times.items()}
+low = {n: min(t) for n, t in times.items()}
+for n in names:
+    print(f"{n}: median {med[n]:.1f} ms, min {low[n]:.1f} ms ({len(times[n])} runs)")
+print(f"ACTION over TSM: median {100 * (med['action'] / med['tsm'] - 1):+.1f}%, "
+      f"min {100 * (low['action'] / low['tsm'] - 1):+.1f}%")
