@@ -1,14 +1,31 @@
-"""ETDump per-op times of the TSN/TSM/ACTION ExecuTorch artifacts that benchmarks/run_bench.sh left in WORK (default /tmp/bench/work; 8 x 224, 2 threads, 20 runs each).
+"""ETDump per-op times of the TSN / TSM / ACTION ExecuTorch artifacts that benchmarks/run_bench.sh
+leaves in $WORK/artifacts, fp32 and int8, to compare what each variant spends per kernel kind.
 
-    python benchmarks/etdump_variants.py [WORK]
+    python benchmarks/etdump_variants.py /tmp/bench/work --runs 20 --threads 2
+
+Prints, per precision and variant, the profiled Method::execute time and every kernel kind above
+0.2 ms per clip (actionnet_edge.bench.opprofile.etdump_profile, the report's profiler).
 """
-import sys
+import argparse
 from pathlib import Path
+
 from actionnet_edge.bench.opprofile import etdump_profile
-A=Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/bench/work") / "artifacts"
-for prec in ("fp32","int8"):
-    for v in ("tsn","tsm","action"):
-        p=next((A/f"{v}-executorch-{prec}-t8-s224").glob("*.pte"))
-        r=etdump_profile(p,(1,8,3,224,224),2,runs=20,top=12)
-        tr={t["op"]:round(t["ms"],2) for t in r["top"]}
-        print(prec, v, "exec", round(r["method_execute_ms"] or 0,2), {k:x for k,x in tr.items() if x>0.2})
+
+p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+p.add_argument("work", type=Path, nargs="?", default=Path("/tmp/bench/work"))
+p.add_argument("--runs", type=int, default=20)
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--segments", type=int, default=8)
+p.add_argument("--size", type=int, default=224)
+a = p.parse_args()
+for prec in ("fp32", "int8"):
+    for variant in ("tsn", "tsm", "action"):
+        folder = a.work / "artifacts" / f"{variant}-executorch-{prec}-t{a.segments}-s{a.size}"
+        pte = next(folder.glob("*.pte"), None)
+        if pte is None:
+            raise SystemExit(f"no .pte in {folder}: run benchmarks/run_bench.sh with WORK={a.work} first")
+        r = etdump_profile(pte, (1, a.segments, 3, a.size, a.size), a.threads, runs=a.runs, top=12)
+        if "top" not in r:
+            raise SystemExit(f"{pte}: {r['summary']}")
+        kinds = {t["op"]: round(t["ms"], 2) for t in r["top"] if t["ms"] > 0.2}
+        print(prec, variant, "execute", round(r["method_execute_ms"] or 0, 2), "ms", kinds)

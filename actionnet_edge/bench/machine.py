@@ -9,9 +9,9 @@ stated in every report: 2 FMA units per core (true for Intel since Haswell and A
 fp32 lanes = the FMA units' datapath bits / 32 (AVX-512: 16, AVX2+FMA: 8, NEON/SSE: 4), where
 AMD Zen 4 (family 19h with AVX-512) runs each 512-bit op on two 256-bit halves, so it has the
 AVX2 rate of 8 lanes per unit, while Zen 5 (family 1Ah) has full 512-bit units (measured on an
-EPYC of family 1Ah model 2 with benchmarks/peak_fma.c: 31.5 fp32 FMA per cycle per core); int8 on AVX2 without VNNI runs through 16-bit multiply-adds
-(VPMADDWD: 2 MACs per 32-bit lane), i.e. 2x the fp32 rate, and with VNNI (VPDPBUSD: 4 MACs per
-lane) 4x. The clock: the kernel's ``cpu MHz`` is often the base clock (a VM reports the TSC
+EPYC of family 1Ah model 2 with benchmarks/peak_fma.c: 31.5 fp32 FMA per cycle per core); int8
+on AVX2 without VNNI runs through 16-bit multiply-adds (VPMADDWD: 2 MACs per 32-bit lane),
+i.e. 2x the fp32 rate, and with VNNI (VPDPBUSD: 4 MACs per lane) 4x. The clock: the kernel's ``cpu MHz`` is often the base clock (a VM reports the TSC
 rate) while the cores run at their boost clock, so on x86-64 with a C compiler :func:`measure_peaks`
 times a chain of dependent integer adds (one per cycle) to read the running clock, and the
 higher of the two is used; it also times a large fp32 and int8 GEMM, and the floor uses the
