@@ -11,9 +11,12 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
+from actionnet_edge.malloc import keep_freed_memory
 
-from actionnet_edge.checkpoint import load_checkpoint
+print(f"malloc: {keep_freed_memory()} (as in actionnet-edge bench; ACTIONNET_EDGE_MALLOC=default for glibc's defaults)")
+import torch  # noqa: E402
+
+from actionnet_edge.checkpoint import load_checkpoint  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("checkpoints", type=Path)

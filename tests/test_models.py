@@ -9,7 +9,7 @@ from actionnet_edge import ActionNetError, create_model, list_models
 from actionnet_edge.bench.profile import profile_model
 from actionnet_edge.models import list_temporal, register_backbone
 from actionnet_edge.models.backbones import bninception
-from actionnet_edge.models.temporal import Action, LearnableShift, TemporalShift
+from actionnet_edge.models.temporal import STE, Action, LearnableShift, TemporalShift
 
 SMALL = {"mobilenet_v2": dict(width_mult=0.5), "resnet50": {}, "bninception": {}}
 PLACES = {"mobilenet_v2": 10, "resnet50": 16, "bninception": 10}
@@ -105,23 +105,46 @@ def test_learnable_shift_equals_its_conv1d_over_time(causal):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_me_pooling_before_the_difference_equals_the_official_order(causal):
-    """ME pools K*F and F before the frame difference; the official code pools the difference map."""
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("hw", [(5, 5), (7, 4), (2, 3), (1, 1)])
+def test_me_pooling_before_the_difference_equals_the_official_order(causal, training, hw):
+    """ME pools K*F and F before the frame difference (eval: from sums of x, without the maps);
+    the official code pools the difference map."""
     torch.manual_seed(6)
-    t, c = 4, 32
-    mod = Action(c, t, causal=causal, paths=("me",)).eval()
+    t, c, (h, w) = 4, 32, hw
+    mod = Action(c, t, causal=causal, paths=("me",)).train(training)
     me = mod.paths["me"]
     with torch.no_grad():
         for p in me.parameters():
             p.normal_(0, 0.5)
-    x = torch.randn(2 * t, c, 5, 5)
+        me.bn.running_mean.normal_()
+        me.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2 * t, c, h, w)
     with torch.no_grad():
-        f = me.bn(me.squeeze(x)).view(2, t, -1, 5, 5)
+        f = me.bn(me.squeeze(x)).view(2, t, -1, h, w)
         k = me.conv(f.flatten(0, 1)).view_as(f)
         zero = torch.zeros_like(f[:, :1])
         d = k - torch.cat([zero, f[:, :-1]], 1) if causal else torch.cat([k[:, 1:] - f[:, :-1], zero], 1)
         ref = torch.sigmoid(me.expand(d.flatten(0, 1).mean((2, 3), keepdim=True)))
-        torch.testing.assert_close(me(x), ref)
+        torch.testing.assert_close(me(x), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_ste_equals_its_conv3d(causal):
+    """STE's banded Conv2d over frames-as-channels is the official Conv3d, values and gradients."""
+    torch.manual_seed(7)
+    n, t, c, h, w = 2, 5, 6, 4, 3
+    mod = STE(c, t, causal=causal)
+    with torch.no_grad():
+        mod.conv.weight.normal_()
+    x = torch.randn(n * t, c, h, w)
+    f = x.mean(1, keepdim=True).view(n, t, 1, h, w).transpose(1, 2)  # N, 1, T, H, W
+    ref = mod.conv(torch.nn.functional.pad(f, (0, 0, 0, 0, 2, 0)) if causal else f)
+    ref = torch.sigmoid(ref.transpose(1, 2).reshape(n * t, 1, h, w))
+    torch.testing.assert_close(mod(x), ref)
+    g_mod = torch.autograd.grad(mod(x).square().sum(), mod.conv.weight)[0]
+    g_ref = torch.autograd.grad(ref.square().sum(), mod.conv.weight)[0]
+    torch.testing.assert_close(g_mod, g_ref)
 
 
 def test_tsm_shift_moves_the_right_folds():

@@ -24,6 +24,8 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 
+from ..malloc import describe as malloc_describe, keep_freed_memory
+
 
 @dataclass
 class Machine:
@@ -45,6 +47,7 @@ class Machine:
     reported_clock_ghz: float | None = None  # the kernel's figure, when a measured clock replaced it
     # measured GEMM rates (MAC/s) per precision and thread count, from measure_peaks()
     measured_macs_per_s: dict[str, dict[int, float]] = field(default_factory=dict)
+    malloc: str = ""  # what the measuring processes' allocator does (actionnet_edge.malloc.describe)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -228,6 +231,6 @@ def describe(runtime_versions: dict[str, str | None] | None = None) -> Machine:
                       threads_per_core=tpc, clock_ghz=clock, vector=vector, fp32_lanes=lanes, fma_units=2,
                       int8_macs_per_fp32_mac=int8_ratio, os=f"{platform.system()} {platform.release()}",
                       python=platform.python_version(), load_avg=tuple(round(x, 2) for x in load) if load else None,
-                      runtimes=runtime_versions or {}, assumption="")
+                      runtimes=runtime_versions or {}, assumption="", malloc=malloc_describe(keep_freed_memory()))
     machine.assumption = _assumption(machine)
     return machine

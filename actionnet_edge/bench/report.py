@@ -121,6 +121,7 @@ def markdown(report: dict) -> str:
         f"cores, {m['vector']}, {m['clock_ghz']} GHz; {m['os']}; load average at start {m.get('load_avg')}",
         f"- runtimes: {', '.join(f'{k} {v}' for k, v in m['runtimes'].items() if v)}",
         f"- floor assumption: {m['assumption']}",
+        *([f"- memory allocator: {m['malloc']}"] if m.get("malloc") else []),
         f"- command: `{report['command']}`",
         f"- warm-up {c['warmup']}, runs {c['runs']}"
         + (f" in each of {c['rounds']} rounds (every other round in reversed order; the runs of all rounds pooled)"

@@ -334,6 +334,11 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
                 row.update(status=status, reason=why)
             else:
                 jobs.append((row, src, rt, artifact, threads, []))
+    # The variants of one runtime, precision and thread count run back to back (the plan lists them
+    # variant by variant), so the ratios the goals compare are taken minutes apart, not tens of minutes.
+    order = {(rt, prec, th): i for i, (rt, prec, th) in enumerate(dict.fromkeys(
+        (j[2], j[0]["precision"], j[4]) for j in jobs))}
+    jobs.sort(key=lambda j: order[(j[2], j[0]["precision"], j[4])])
     # Rounds: every measurement once per round, in its own process, the order reversed every other
     # round, so that a slow spell of a shared machine falls on all variants instead of one.
     rounds = 1 if serial else opts.rounds

@@ -65,17 +65,9 @@ class EdgeSTE(nn.Module):
         self.t = t
         self.mean = nn.Conv2d(c, 1, 1, bias=False)
         self.conv = nn.Conv2d(t, t, 3, padding=1, bias=False)
-        k3 = src.conv.weight.detach()[0, 0]  # (3, 3, 3): time tap, kh, kw
-        off = _tap_offset(src)
-        w = torch.zeros(t, t, 3, 3, dtype=k3.dtype)
-        for to in range(t):
-            for k in range(3):
-                ti = to + k + off
-                if 0 <= ti < t:
-                    w[to, ti] = k3[k]
         with torch.no_grad():
             self.mean.weight.fill_(1.0 / c)
-            self.conv.weight.copy_(w)
+            self.conv.weight.copy_(src.banded_weight())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, _, h, w = x.shape

@@ -130,17 +130,31 @@ class LearnableShift(TemporalModule):
 
 
 class STE(TemporalModule):
-    """Spatio-temporal excitation: channel mean -> Conv3d(1, 1, 3x3x3) -> sigmoid mask."""
+    """Spatio-temporal excitation: channel mean -> Conv3d(1, 1, 3x3x3) -> sigmoid mask.
+
+    Forward runs the Conv3d as the Conv2d it equals on the (N, T, H, W) channel-mean maps, frames
+    as channels, with a banded (T, T, 3, 3) weight gathered from the Conv3d's (the parameter and
+    its gradients stay the Conv3d's): zero padding in time is the taps left out of the band.
+    Eager PyTorch has no fast 3-D kernel for one channel (``slow_conv3d_forward``, 0.1 ms a call)."""
 
     def __init__(self, channels: int, num_segments: int, causal: bool = False) -> None:
         super().__init__(channels, num_segments, causal)
         self.conv = nn.Conv3d(1, 1, 3, padding=(0, 1, 1) if causal else 1, bias=False)
+        # band[t_out, t_in] = the Conv3d's time tap that reads frame t_in for frame t_out (3 = none)
+        t = torch.arange(num_segments)
+        tap = t[None, :] - t[:, None] + (2 if causal else 1)
+        self.register_buffer("band", torch.where((tap >= 0) & (tap <= 2), tap, 3), persistent=False)
+
+    def banded_weight(self) -> torch.Tensor:
+        """The Conv3d's weight as the (T, T, 3, 3) weight of a Conv2d over frames-as-channels."""
+        taps = F.pad(self.conv.weight[0, 0], (0, 0, 0, 0, 0, 1))  # (4, 3, 3): the time taps and a zero one
+        return taps[self.band]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
-        f = _split_time(x.mean(1, keepdim=True), self.num_segments).transpose(1, 2)  # N, 1, T, H, W
-        f = self.conv(_pad_time(f, 3, 2, 0) if self.causal else f)  # N, 1, T, H, W
-        return torch.sigmoid(f.transpose(1, 2).reshape(nt, 1, h, w))
+        t = self.num_segments
+        f = x.mean(1).view(nt // t, t, h, w)  # N, T, H, W
+        return torch.sigmoid(F.conv2d(f, self.banded_weight(), padding=1).view(nt, 1, h, w))
 
 
 class CE(TemporalModule):
