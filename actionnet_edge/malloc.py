@@ -4,12 +4,12 @@ By default glibc serves every allocation above its mmap threshold (128 KiB, adap
 32 MiB) with a fresh ``mmap`` and returns it to the kernel on ``free``. An eager PyTorch
 forward allocates and frees activations of up to tens of MiB per layer, so every forward
 faults its whole working set in again, page by page: 78,668 minor page faults (307 MiB) per
-forward of MobileNetV2-TSM at 8 x 224 on this project's 2-core VM, two thirds of the forward's
-time (TSM 220 ms with the default, 75 ms without the churn; ``benchmarks/eager_ab.py``).
+forward of MobileNetV2-TSM at 8 x 224 on this project's 2-core VM, most of the forward's time
+(median 212 ms with the defaults, 85 ms without the churn: ``benchmarks/malloc_ab.py``).
 PyTorch's CPU tuning guide swaps in jemalloc or tcmalloc for the same reason; this does it
 with glibc's own switches: no mmap for allocations (``M_MMAP_MAX = 0``) and no trimming of the
 heap's top (``M_TRIM_THRESHOLD``), so freed blocks are reused by the next forward. The
-process keeps its high-water mark of memory until it exits.
+process keeps its high-water mark of memory (up to 2 GiB of free heap) until it exits.
 
 Every ``actionnet-edge`` command and every bench measurement process calls
 :func:`keep_freed_memory`; set ``ACTIONNET_EDGE_MALLOC=default`` to keep glibc's defaults

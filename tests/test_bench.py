@@ -140,7 +140,7 @@ def test_coreml_is_skipped_with_the_reason_off_macos(report):
 def test_report_structure_units_and_files(report):
     rep, out = report["report"], report["out"]
     assert rep["schema"] == "actionnet-edge.bench/1" and rep["created"].endswith("+00:00")
-    assert {"cpu_model", "physical_cores", "clock_ghz", "vector", "runtimes", "assumption"} <= set(rep["machine"])
+    assert {"cpu_model", "physical_cores", "clock_ghz", "vector", "runtimes", "assumption", "malloc"} <= set(rep["machine"])
     assert rep["machine"]["runtimes"]["pytorch"]  # versions of every runtime
     assert "milliseconds" in rep["units"]["latency_ms_*"] and "MiB" in rep["units"]["peak_rss_mb"]
     assert isinstance(rep["rows"], list) and all(ROW_KEYS <= set(r) for r in rep["rows"])
@@ -148,6 +148,7 @@ def test_report_structure_units_and_files(report):
     assert on_disk["rows"] == json.loads(json.dumps(rep["rows"], default=str))
     md = (out / "report.md").read_text()
     assert "| variant | runtime | precision | threads | median ms |" in md and "## Goals" in md
+    assert f"- memory allocator: {rep['machine']['malloc']}" in md and "M_MMAP_MAX=0" in rep["machine"]["malloc"]
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -200,29 +201,31 @@ def test_cli_json_prints_one_object_with_rows(tmp_path, tiny_checkpoint):
 
 
 def test_rounds_alternate_the_order_and_pool_the_runs(tmp_path, tiny_checkpoint, monkeypatch):
-    """--rounds 3: every measurement once per round, the order reversed every other round, the
-    runs of all rounds pooled into one row (median / p90 / min over all of them)."""
+    """--rounds 3: every measurement once per round, the variants of one runtime and thread count
+    back to back, the order reversed every other round, the runs of all rounds pooled into one
+    row (median / p90 / min over all of them)."""
     import actionnet_edge.bench.run as bench_run
 
     calls: list[str] = []
 
     def fake_measure(rt, *, artifact, config, shape, threads, warmup, runs, max_seconds=None, streaming=None):
         variant = Path(artifact).stem.split("_")[0]
-        calls.append(variant)
+        calls.append(f"{variant}{threads}")
         k = len(calls)
         lat = [float(k), float(k) + 0.5]  # each call's own runs, all distinct
         return {"latencies_ms": lat, "latency_ms_median": lat[0], "latency_ms_p90": lat[1],
                 "latency_ms_min": lat[0], "runs": 2, "peak_rss_mb": 100.0 + k}
 
     monkeypatch.setattr(bench_run, "measure", fake_measure)
-    opts = BenchOptions(runtimes=["pytorch"], precisions=["fp32"], threads=[1], variants=["tsm", "action"],
+    opts = BenchOptions(runtimes=["pytorch"], precisions=["fp32"], threads=[1, 2], variants=["tsm", "action"],
                         rounds=3, profile=False, **{**TINY, "runs": 2})
     rep = run_bench(tiny_checkpoint, None, opts, out=tmp_path, work=tmp_path / "work")
-    assert calls == ["tsm", "action", "action", "tsm", "tsm", "action"]
-    tsm = _row(rep, variant="tsm")
+    one = ["tsm1", "action1", "tsm2", "action2"]
+    assert calls == one + one[::-1] + one
+    tsm = _row(rep, variant="tsm", threads=1)
     assert tsm["runs"] == 6 and tsm["rounds"] == 3 and rep["config"]["rounds"] == 3
-    assert tsm["latency_ms_min"] == 1.0 and tsm["latency_ms_median"] == 4.25  # calls 1, 4, 5: 1 1.5 4 4.5 5 5.5
-    assert tsm["peak_rss_mb"] == 105.0 and "latencies_ms" not in tsm
+    assert tsm["latency_ms_min"] == 1.0 and tsm["latency_ms_median"] == 8.25  # calls 1, 8, 9: 1 1.5 8 8.5 9 9.5
+    assert tsm["peak_rss_mb"] == 109.0 and "latencies_ms" not in tsm
     assert "in each of 3 rounds" in (tmp_path / "report.md").read_text()
     with pytest.raises(adb.ActionNetError, match="--rounds"):
         BenchOptions(rounds=0).validate()
