@@ -1,6 +1,8 @@
 """The model family: shapes, gradients, the paper's parameter counts, temporal behaviour."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torchvision
@@ -58,6 +60,9 @@ def test_mobilenet_action_mac_overhead_under_one_percent():
     overhead = (action.macs - tsm.macs) / tsm.macs
     assert 0 < overhead < 0.01
     assert action.macs - tsm.macs == action.temporal_macs
+    # by hand, over the ten modules (N*T = 8): learnable shift 3 x 8 x 216,384 activations = 5,193,216;
+    # STE 27 x 8 x 5,782 pixels = 1,248,912; ME 6,572,896; CE 92,248 (+0.55%, README)
+    assert action.temporal_macs == 5_193_216 + 1_248_912 + 6_572_896 + 92_248
 
 
 def _reverse(x):
@@ -249,3 +254,41 @@ def test_pretrained_bad_files(tmp_path):
     torch.save([1, 2, 3], notdict)
     with pytest.raises(ActionNetError, match="not a state dict"):
         create_model("mobilenet_v2", pretrained=notdict)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_temporal_macs_are_those_of_the_official_computation(causal):
+    """TemporalModule.macs (what the profile counts) equals hooks on the official computation's
+    layers: the shift's Conv1d over T, STE's Conv3d, CE's and ME's 1x1 convs and temporal kernels."""
+    from actionnet_edge.bench.profile import COUNTED
+
+    torch.manual_seed(8)
+    n, t, c, h, w = 2, 4, 32, 5, 6
+    mod = Action(c, t, causal=causal).eval()
+    counted = [0]
+
+    def hook(layer, inp, out):
+        per = (layer.in_features if isinstance(layer, torch.nn.Linear)
+               else layer.in_channels // layer.groups * math.prod(layer.kernel_size))
+        counted[0] += out.numel() * per
+
+    for layer in mod.modules():
+        if isinstance(layer, COUNTED):
+            layer.register_forward_hook(hook)
+    x = torch.randn(n * t, c, h, w)
+    pad = torch.nn.functional.pad
+    with torch.no_grad():
+        s = mod.shift
+        y = x.view(n, t, c, h * w).permute(0, 3, 2, 1).reshape(-1, c, t)
+        s.conv(pad(y, (2, 0)) if causal else y)
+        ste, ce, me = (mod.paths[p] for p in ("ste", "ce", "me"))
+        f = x.mean(1, keepdim=True).view(n, t, 1, h, w).transpose(1, 2)
+        ste.conv(pad(f, (0, 0, 0, 0, 2, 0)) if causal else f)
+        v = ce.squeeze(x.mean((2, 3), keepdim=True)).view(n, t, -1).transpose(1, 2)
+        v = ce.temporal(pad(v, (2, 0)) if causal else v).transpose(1, 2).reshape(n * t, -1, 1, 1)
+        ce.expand(v)
+        maps = me.squeeze(x)
+        me.conv(maps)
+        me.expand(maps.mean((2, 3), keepdim=True))
+    assert counted[0] > 0 and mod.macs(tuple(x.shape)) == counted[0]
+    assert s.macs(tuple(x.shape)) == 3 * x.numel() and ste.macs(tuple(x.shape)) == 27 * n * t * h * w

@@ -4,7 +4,10 @@ MACs are those of convolutions (1D, 2D, 3D) and linear layers, counted by forwar
 while one clip (1, T, 3, S, S) runs through the model: per output element a convolution
 costs ``in_channels / groups * prod(kernel)`` MACs and a linear layer ``in_features``.
 Element-wise operations, pooling and normalisation are not counted (as in the paper's
-FLOPs and in common counters such as fvcore and thop).
+FLOPs and in common counters such as fvcore and thop). A temporal module states the MACs of
+its official computation itself (``TemporalModule.macs``, called from a pre-hook with its
+input's shape): its forward may apply a layer's weight without calling the layer (the
+learnable shift's taps, STE's banded Conv2d, CE's matrix products), where hooks see nothing.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+from ..models.temporal import TemporalModule
 
 COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -59,8 +64,20 @@ def profile_model(model: nn.Module, size: int = 224) -> Profile:
 
         return fn
 
+    def temporal_hook(name: str):
+        def fn(mod: TemporalModule, inp) -> None:
+            macs[name] = macs.get(name, 0) + mod.macs(tuple(inp[0].shape))
+
+        return fn
+
+    inside: list[str] = []  # temporal modules state their own MACs (TemporalModule.macs), layers inside are not hooked
     for name, mod in model.named_modules():
-        if isinstance(mod, COUNTED):
+        if any(name.startswith(t + ".") for t in inside):
+            continue
+        if isinstance(mod, TemporalModule):
+            inside.append(name)
+            hooks.append(mod.register_forward_pre_hook(temporal_hook(name)))
+        elif isinstance(mod, COUNTED):
             hooks.append(mod.register_forward_hook(hook(name)))
     was_training = model.training
     model.eval()

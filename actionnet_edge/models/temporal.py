@@ -18,6 +18,8 @@ same computation live in :mod:`actionnet_edge.export.edge` and are built from th
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,6 +56,13 @@ class TemporalModule(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_segments={self.num_segments}, causal={self.causal}"
+
+    def macs(self, shape: tuple[int, ...]) -> int:
+        """Multiply-accumulates of the convolutions and linear layers of the official computation
+        on an input of ``shape`` (NT, C, H, W), as a hook-based counter would count them there.
+        Stated per module because forward may apply a layer's weight another way (taps,
+        a banded weight, a matrix product), where hooks on the layer see nothing. Zero here."""
+        return 0
 
 
 class NoTemporal(TemporalModule):
@@ -111,6 +120,9 @@ class LearnableShift(TemporalModule):
                 w[2 * fold :, 0, 1] = 1.0  # unchanged
             self.conv.weight.copy_(w)
 
+    def macs(self, shape: tuple[int, ...]) -> int:
+        return 3 * math.prod(shape)  # the depthwise Conv1d: three taps per output element
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the Conv1d's three taps as broadcast multiply-adds on the (N, T, C, H, W) view: the same
         # sum as running self.conv over T, without moving T innermost (10x faster in eager). The
@@ -145,6 +157,10 @@ class STE(TemporalModule):
         tap = t[None, :] - t[:, None] + (2 if causal else 1)
         self.register_buffer("band", torch.where((tap >= 0) & (tap <= 2), tap, 3), persistent=False)
 
+    def macs(self, shape: tuple[int, ...]) -> int:
+        nt, _, h, w = shape
+        return 27 * nt * h * w  # Conv3d(1, 1, 3x3x3): one output channel per frame and pixel
+
     def banded_weight(self) -> torch.Tensor:
         """The Conv3d's weight as the (T, T, 3, 3) weight of a Conv2d over frames-as-channels."""
         taps = F.pad(self.conv.weight[0, 0], (0, 0, 0, 0, 0, 1))  # (4, 3, 3): the time taps and a zero one
@@ -166,6 +182,10 @@ class CE(TemporalModule):
         self.squeeze = nn.Conv2d(channels, r, 1, bias=False)
         self.temporal = nn.Conv1d(r, r, 3, padding=0 if causal else 1, bias=False)
         self.expand = nn.Conv2d(r, channels, 1, bias=False)
+
+    def macs(self, shape: tuple[int, ...]) -> int:
+        nt, c, r = shape[0], self.channels, self.squeeze.out_channels
+        return nt * (c * r + 3 * r * r + r * c)  # squeeze, temporal Conv1d, expand on pooled vectors
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt = x.shape[0]
@@ -194,6 +214,11 @@ class ME(TemporalModule):
         self.bn = nn.BatchNorm2d(r)
         self.conv = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
         self.expand = nn.Conv2d(r, channels, 1, bias=False)
+
+    def macs(self, shape: tuple[int, ...]) -> int:
+        nt, c, h, w = shape
+        r = self.squeeze.out_channels
+        return nt * h * w * (c * r + 9 * r) + nt * r * c  # squeeze and K on the maps, expand on vectors
 
     def motion(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled motion vectors (NT, r) that ``expand`` turns into the mask."""
@@ -225,6 +250,9 @@ class Action(TemporalModule):
         super().__init__(channels, num_segments, causal)
         self.shift = LearnableShift(channels, num_segments, causal)
         self.paths = nn.ModuleDict({p: _PATHS[p](channels, num_segments, causal) for p in paths})
+
+    def macs(self, shape: tuple[int, ...]) -> int:
+        return self.shift.macs(shape) + sum(path.macs(shape) for path in self.paths.values())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.shift(x)
