@@ -335,7 +335,7 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
             else:
                 jobs.append((row, src, rt, artifact, threads, []))
     # The variants of one runtime, precision and thread count run back to back (the plan lists them
-    # variant by variant), so the ratios the goals compare are taken minutes apart, not tens of minutes.
+    # variant by variant), so the pairs the goals compare are measured seconds apart, not minutes.
     order = {(rt, prec, th): i for i, (rt, prec, th) in enumerate(dict.fromkeys(
         (j[2], j[0]["precision"], j[4]) for j in jobs))}
     jobs.sort(key=lambda j: order[(j[2], j[0]["precision"], j[4])])
