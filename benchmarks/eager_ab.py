@@ -7,9 +7,9 @@ The folder holds tsn.pt, tsm.pt and action.pt, as `benchmarks/run_bench.sh` leav
 $WORK/checkpoints. Prints each variant's median and min and ACTION's overhead over TSM.
 """
 import argparse
-import statistics
-import time
 from pathlib import Path
+
+from _variants import VARIANTS, interleaved, print_overhead
 
 from actionnet_edge.malloc import keep_freed_memory
 
@@ -27,23 +27,8 @@ p.add_argument("--segments", type=int, default=8)
 p.add_argument("--size", type=int, default=224)
 a = p.parse_args()
 torch.set_num_threads(a.threads)
-names = ("tsn", "tsm", "action")
-models = {n: load_checkpoint(a.checkpoints / f"{n}.pt").model.eval() for n in names}
+models = {n: load_checkpoint(a.checkpoints / f"{n}.pt").model.eval() for n in VARIANTS}
 x = torch.randn(1, a.segments, 3, a.size, a.size)
-times: dict[str, list[float]] = {n: [] for n in names}
 with torch.inference_mode():
-    for n in names:
-        for _ in range(3):
-            models[n](x)
-    for r in range(a.rounds):
-        for n in names if r % 2 == 0 else names[::-1]:
-            for _ in range(a.runs):
-                t = time.perf_counter()
-                models[n](x)
-                times[n].append((time.perf_counter() - t) * 1e3)
-med = {n: statistics.median(t) for n, t in times.items()}
-low = {n: min(t) for n, t in times.items()}
-for n in names:
-    print(f"{n}: median {med[n]:.1f} ms, min {low[n]:.1f} ms ({len(times[n])} runs)")
-print(f"ACTION over TSM: median {100 * (med['action'] / med['tsm'] - 1):+.1f}%, "
-      f"min {100 * (low['action'] / low['tsm'] - 1):+.1f}%")
+    times = interleaved({n: (lambda m=m: m(x)) for n, m in models.items()}, a.rounds, a.runs, warmup=3)
+print_overhead(times)

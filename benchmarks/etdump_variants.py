@@ -9,6 +9,8 @@ Prints, per precision and variant, the profiled Method::execute time and every k
 import argparse
 from pathlib import Path
 
+from _variants import VARIANTS, bench_pte
+
 from actionnet_edge.bench.opprofile import etdump_profile
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -19,11 +21,8 @@ p.add_argument("--segments", type=int, default=8)
 p.add_argument("--size", type=int, default=224)
 a = p.parse_args()
 for prec in ("fp32", "int8"):
-    for variant in ("tsn", "tsm", "action"):
-        folder = a.work / "artifacts" / f"{variant}-executorch-{prec}-t{a.segments}-s{a.size}"
-        pte = next(folder.glob("*.pte"), None)
-        if pte is None:
-            raise SystemExit(f"no .pte in {folder}: run benchmarks/run_bench.sh with WORK={a.work} first")
+    for variant in VARIANTS:
+        pte = bench_pte(a.work, variant, prec, a.segments, a.size)
         r = etdump_profile(pte, (1, a.segments, 3, a.size, a.size), a.threads, runs=a.runs, top=12)
         if "top" not in r:
             raise SystemExit(f"{pte}: {r['summary']}")
