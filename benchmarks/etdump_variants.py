@@ -3,8 +3,9 @@ leaves in $WORK/artifacts, fp32 and int8, to compare what each variant spends pe
 
     python benchmarks/etdump_variants.py /tmp/bench/work --runs 20 --threads 2
 
-Prints, per precision and variant, the profiled Method::execute time and every kernel kind above
-0.2 ms per clip (actionnet_edge.bench.opprofile.etdump_profile, the report's profiler).
+Prints, per precision and variant, the profiled Method::execute time, the op calls per clip, and
+every kernel kind above 0.2 ms per clip or 20 calls per clip as (calls, ms)
+(actionnet_edge.bench.opprofile.etdump_profile, the report's profiler).
 """
 import argparse
 from pathlib import Path
@@ -23,8 +24,8 @@ a = p.parse_args()
 for prec in ("fp32", "int8"):
     for variant in VARIANTS:
         pte = bench_pte(a.work, variant, prec, a.segments, a.size)
-        r = etdump_profile(pte, (1, a.segments, 3, a.size, a.size), a.threads, runs=a.runs, top=12)
+        r = etdump_profile(pte, (1, a.segments, 3, a.size, a.size), a.threads, runs=a.runs, top=100)
         if "top" not in r:
             raise SystemExit(f"{pte}: {r['summary']}")
-        kinds = {t["op"]: round(t["ms"], 2) for t in r["top"] if t["ms"] > 0.2}
-        print(prec, variant, "execute", round(r["method_execute_ms"] or 0, 2), "ms", kinds)
+        kinds = {t["op"]: (t["calls"], round(t["ms"], 2)) for t in r["top"] if t["ms"] > 0.2 or t["calls"] >= 20}
+        print(prec, variant, "execute", round(r["method_execute_ms"] or 0, 2), "ms,", r["op_calls"], "op calls", kinds)

@@ -152,6 +152,26 @@ def test_report_structure_units_and_files(report):
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.skipif("executorch" not in CPU_RUNTIMES, reason="executorch not installed")
+def test_etdump_profile_counts_each_kernel_kind(report):
+    """The per-op profile of the tiny ACTION .pte: every kind's calls per clip and time, and the
+    report's table shows them."""
+    from actionnet_edge.bench.opprofile import etdump_profile
+
+    row = _row(report["report"], variant="action", runtime="executorch", precision="fp32")
+    prof = etdump_profile(Path(row["artifact"]), (1, TINY["segments"], 3, TINY["size"], TINY["size"]), 1, runs=2, top=50)
+    assert prof["partitions"] >= 1 and prof["outside_delegate_ms"] == pytest.approx(0.0, abs=1e-3)
+    assert prof["op_calls"] == sum(prof["calls"].values()) == sum(t["calls"] for t in prof["top"])
+    kinds = {t["op"]: t for t in prof["top"]}
+    # MobileNetV2: 17 depthwise convs; ACTION adds one (3, 1) temporal conv and ME's 3x3 one per module
+    assert sum(t["calls"] for k, t in kinds.items() if "DWConv" in k) == 17 + 2 * 10
+    assert all(t["ms"] >= 0 for t in prof["top"]) and sum(t["share"] for t in prof["top"]) == pytest.approx(1.0)
+    assert f"{prof['op_calls']} op calls per clip" in prof["summary"]
+    md = markdown({**report["report"], "profiles": {"action executorch fp32 (1 thr)": prof}})
+    dw = next(k for k in kinds if "DWConv" in k)
+    assert f"| {dw} | {kinds[dw]['calls']} | " in md
+
+
 def test_variants_side_by_side_share_the_backbone(report):
     from actionnet_edge.bench.profile import profile_model
     from actionnet_edge.models import create_model

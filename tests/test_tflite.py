@@ -112,7 +112,8 @@ def test_int8_artifact_content(int8_export):
     # sigmoids (litert's add/mul annotators find them only with the sources quant._litert_annotate records)
     for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "LOGISTIC"):
         assert (op, "INT8") in kinds and (op, "FLOAT32") not in kinds, op
-    assert ("FULLY_CONNECTED", "FLOAT32") in kinds  # the classifier stays float
+    # the classifier stays float; ACTION's CE and ME layers on pooled vectors are int8
+    assert ("FULLY_CONNECTED", "FLOAT32") in kinds and ("FULLY_CONNECTED", "INT8") in kinds
     meta = read_embedded_metadata(path)
     interp = Interpreter(model_path=str(path))
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]

@@ -37,6 +37,7 @@ def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 
             df = Inspector(etdump_path=str(etdump)).to_dataframe()
     col = "avg (ms)"
     kinds: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
     delegated = outside = 0.0
     partitions = 0
     df = df[df["event_block_name"] == "Execute"]  # not the one-off load/init events
@@ -48,6 +49,7 @@ def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 
             continue
         kind = re.sub(r"\s*#\d+$", "", str(name))
         kinds[kind] += float(ms)
+        calls[kind] += 1  # one event per op instance: the op's calls per clip
         if is_del:
             delegated += float(ms)
         else:
@@ -55,12 +57,15 @@ def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 
     execute = df[df["event_name"] == "Method::execute"][col]
     total = delegated + outside
     ranked = sorted(kinds.items(), key=lambda kv: -kv[1])[:top]
+    transposes = sum(n for k, n in calls.items() if k.startswith("Transpose"))
     return {
         "runtime": "executorch", "source": "ETDump + executorch.devtools.Inspector", "threads": threads,
         "method_execute_ms": float(execute.iloc[0]) if len(execute) else None,
         "delegated_ms": delegated, "outside_delegate_ms": outside, "partitions": partitions,
-        "top": [{"op": k, "ms": v, "share": v / total if total else 0.0} for k, v in ranked],
-        "summary": (f"{partitions} XNNPACK partition(s); ops outside the delegate take "
+        "op_calls": sum(calls.values()), "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
+        "top": [{"op": k, "calls": calls[k], "ms": v, "share": v / total if total else 0.0} for k, v in ranked],
+        "summary": (f"{partitions} XNNPACK partition(s), {sum(calls.values())} op calls per clip "
+                    f"({transposes} of them Transpose); ops outside the delegate take "
                     f"{100 * outside / total if total else 0:.1f}% of op time; the largest kernels: "
                     + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in ranked[:3] if total)),
     }

@@ -161,8 +161,9 @@ def markdown(report: dict) -> str:
     for key, prof in (report.get("profiles") or {}).items():
         lines += ["", f"## Where the time goes: {key}", "", prof.get("summary", ""), ""]
         if prof.get("top"):
-            lines += ["| op | ms per clip (profiled run) | share |", "|---|---:|---:|"]
-            lines += [f"| {t['op']} | {t['ms']:.3f} | {100 * t['share']:.1f}% |" for t in prof["top"]]
+            lines += ["| op | calls per clip | ms per clip (profiled run) | share |", "|---|---:|---:|---:|"]
+            lines += [f"| {t['op']} | {t.get('calls', '-')} | {t['ms']:.3f} | {100 * t['share']:.1f}% |"
+                      for t in prof["top"]]
     if report.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     if report.get("charts"):

@@ -440,14 +440,16 @@ def pair_streaming(rows: list[dict]) -> None:
 
 
 def _profiles(rows: list[dict], threads: int) -> dict:
-    """Per-op profiles of the ACTION (else first variant's) ExecuTorch and LiteRT clip artifacts."""
+    """Per-op profiles of the ACTION (else first variant's) ExecuTorch and LiteRT clip artifacts, and of
+    the TSM ExecuTorch ones next to them (what ACTION adds, op by op)."""
     from .opprofile import etdump_profile, litert_ops
 
     prof = {}
     ok = [r for r in rows if r.get("status") == "ok" and r["threads"] == threads and r.get("mode", "clip") == "clip"]
     variant = "action" if any(r["variant"] == "action" for r in ok) else (ok[0]["variant"] if ok else None)
     for r in ok:
-        if r["variant"] != variant or r["runtime"] not in ("executorch", "litert"):
+        wanted = r["variant"] == variant or (variant == "action" and r["variant"] == "tsm" and r["runtime"] == "executorch")
+        if not wanted or r["runtime"] not in ("executorch", "litert"):
             continue
         key = f"{r['variant']} {r['runtime']} {r['precision']} ({threads} thr)"
         log.info("per-op profile: %s", key)

@@ -10,11 +10,13 @@ Rewrites (x is the backbone's (N*T, C, H, W) activation):
 * STE: channel mean -> fixed 1x1 Conv2d(C, 1) of weight 1/C; Conv3d(1, 1, 3x3x3) over
   (N, 1, T, H, W) -> Conv2d(T, T, 3x3) over (N, T, H, W) with the kernel's three taps on the
   band t-1, t, t+1 (zero padding in time is the band's edge);
-* CE: Conv1d(r, r, 3) over T -> 1x1 Conv2d(T*r, T*r) over (N, T*r, 1, 1), block-banded;
-* ME: the training form's pooled motion (it pools before the frame difference), its expand as a
-  1x1 Conv2d on (NT, r, 1, 1) instead of the training form's matrix product;
-* ACTION's ``sum(x + x * m_p)`` (as ``x * (P + sum(m_p))``) needs no rewrite: the training form
-  sums the masks first;
+* CE: its 1x1 convs as Linear layers on the pooled (NT, C) vectors, the Conv1d(r, r, 3) over T
+  as a block-banded Linear(T*r, T*r) on (N, T*r);
+* ME: the training form's pooled motion (it pools before the frame difference), the difference
+  and its expand (a Linear) on (NT, r) vectors;
+* ACTION's ``sum(x + x * m_p)`` as ``x * (P + sum(m_p))``, the CE and ME masks summed as (NT, C)
+  vectors first. Pooled vectors stay 2-D (fully connected layers, no layout changes): as 1x1
+  convolutions on (NT, C, 1, 1) every op between them costs the delegate two layout transposes;
 * TSM's shift on 4-D (N, T, C, HW) slices;
 * causal models (taps t-2, t-1, t) get the same rewrites with the band shifted one frame back;
 * consensus: mean of per-frame features over T, then the classifier (linear, so equal to
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.temporal import (CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalModule, TemporalShift,
-                               TemporalWrapper, excite)
+                               TemporalWrapper)
 
 
 def _tap_offset(src: nn.Module) -> int:
@@ -75,18 +77,37 @@ class EdgeSTE(nn.Module):
         return torch.sigmoid(self.conv(f).reshape(nt, 1, h, w))
 
 
+class VectorLinear(nn.Linear):
+    """A temporal module's layer on pooled vectors: a type of its own, so that quantizers tell it
+    from the classifier (which the litert quantizer leaves float)."""
+
+
+def _linear(conv: nn.Conv2d) -> VectorLinear:
+    """A bias-free 1x1 Conv2d as the Linear it is on pooled (M, C) vectors."""
+    lin = VectorLinear(conv.in_channels, conv.out_channels, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight.detach().flatten(1))
+    return lin
+
+
+def _pool(x: torch.Tensor) -> torch.Tensor:
+    """(M, C, H, W) -> (M, C) spatial means, as the 4-D mean mobile delegates run (no 2-D mean)."""
+    return x.mean((2, 3), keepdim=True).flatten(1)
+
+
 class EdgeCE(nn.Module):
-    """CE with the temporal Conv1d(r, r, 3) as a block-banded 1x1 Conv2d(T*r, T*r)."""
+    """CE on the pooled (NT, C) vectors as matrix products (fully connected layers: no layout
+    changes), the temporal Conv1d(r, r, 3) as a block-banded Linear(T*r, T*r). Returns the
+    (NT, C) mask."""
 
     def __init__(self, src: CE) -> None:
         super().__init__()
         t = src.num_segments
         self.t = t
-        self.squeeze = copy.deepcopy(src.squeeze)
-        self.expand = copy.deepcopy(src.expand)
+        self.squeeze, self.expand = _linear(src.squeeze), _linear(src.expand)
         k1 = src.temporal.weight.detach()  # (r, r, 3)
         r = k1.shape[0]
-        self.temporal = nn.Conv2d(t * r, t * r, 1, bias=False)
+        self.temporal = VectorLinear(t * r, t * r, bias=False)
         off = _tap_offset(src)
         w = torch.zeros(t * r, t * r, dtype=k1.dtype)
         for to in range(t):
@@ -95,37 +116,35 @@ class EdgeCE(nn.Module):
                 if 0 <= ti < t:
                     w[to * r:(to + 1) * r, ti * r:(ti + 1) * r] = k1[:, :, k]
         with torch.no_grad():
-            self.temporal.weight.copy_(w[:, :, None, None])
+            self.temporal.weight.copy_(w)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nt = x.shape[0]
-        f = self.squeeze(x.mean((2, 3), keepdim=True))  # NT, r, 1, 1
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """``pooled``: the (NT, C) spatial means of ``x``."""
+        nt = pooled.shape[0]
+        f = self.squeeze(pooled)  # NT, r
         r = f.shape[1]
-        f = F.relu(self.temporal(f.reshape(nt // self.t, self.t * r, 1, 1)))
-        return torch.sigmoid(self.expand(f.reshape(nt, r, 1, 1)))
+        f = F.relu(self.temporal(f.reshape(nt // self.t, self.t * r)))
+        return torch.sigmoid(self.expand(f.reshape(nt, r)))
 
 
 class EdgeME(ME):
-    """ME's training form (it pools before the frame difference) with ``expand`` run as the 1x1
-    Conv2d it is, on (NT, r, 1, 1): delegates take a convolution on a weight parameter, where the
-    training form's matrix product on a view of it stays outside XNNPACK (``aten.mm``)."""
+    """ME's training form (it pools before the frame difference: the difference runs on (NT, r)
+    vectors) with ``expand`` as a Linear on them. Returns the (NT, C) mask."""
 
     def __init__(self, src: ME) -> None:
         TemporalModule.__init__(self, src.channels, src.num_segments, src.causal)  # not ME's: no new weights
-        # the same submodule names as ME: QAT checkpoints keep their keys
-        self.squeeze, self.bn, self.conv, self.expand = (copy.deepcopy(m) for m in
-                                                         (src.squeeze, src.bn, src.conv, src.expand))
+        # the same submodule names as ME
+        self.squeeze, self.bn, self.conv = (copy.deepcopy(m) for m in (src.squeeze, src.bn, src.conv))
+        self.expand = _linear(src.expand)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.motion(x)
-        return torch.sigmoid(self.expand(d.reshape(*d.shape, 1, 1)))
-
-
-_EDGE_PATHS = {STE: EdgeSTE, CE: EdgeCE, ME: EdgeME}
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.expand(self.motion(x)))
 
 
 class EdgeAction(nn.Module):
-    """ACTION: shift, then ``x * (P + sum of the path masks)`` (= ``sum(x + x * m_p)``, see excite)."""
+    """ACTION: shift, then ``x * (P + sum of the path masks)`` (= ``sum(x + x * m_p)``, see excite).
+    CE (from the pooled x) and ME make (NT, C) masks, summed before the one reshape to
+    (NT, C, 1, 1); STE's (NT, 1, H, W) mask is added last."""
 
     def __init__(self, src: Action) -> None:
         super().__init__()
@@ -134,7 +153,20 @@ class EdgeAction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.shift(x)
-        return excite(x, [p(x) for p in self.paths])
+        pooled = _pool(x) if any(isinstance(p, EdgeCE) for p in self.paths) else None
+        vectors = [p(x, pooled) for p in self.paths if not isinstance(p, EdgeSTE)]
+        total = float(len(self.paths))
+        for m in vectors:
+            total = total + m
+        if vectors:
+            total = total.reshape(*total.shape, 1, 1)
+        for p in self.paths:
+            if isinstance(p, EdgeSTE):
+                total = total + p(x)
+        return x * total
+
+
+_EDGE_PATHS = {STE: EdgeSTE, CE: EdgeCE, ME: EdgeME}
 
 
 class EdgeShift(nn.Module):

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 BACKENDS = ("xnnpack", "litert", "coreml")
 QAT_FORMAT = "actionnet-edge.qat/1"
 #: left float by the litert quantizer (torch.export records module types by qualified name):
-#: the classifier, whose int8 logits (steps of range / 255) flip clips with close top-2 logits
+#: the classifier, whose int8 logits (steps of range / 255) flip clips with close top-2 logits.
+#: The temporal modules' layers on pooled vectors are export.edge.VectorLinear, quantized.
 _LITERT_FLOAT_MODULES = ("torch.nn.modules.linear.Linear",)
 _EXTRA = {"xnnpack": "executorch", "coreml": "coreml", "litert": "tflite"}
 
@@ -169,7 +170,7 @@ def _structure_masks(model: nn.Module) -> dict[str, torch.Tensor]:
                 band += torch.diag(torch.ones(t - abs(k)), k)
             mask = band.repeat_interleave(r, 0).repeat_interleave(r, 1)
             masks[f"{name}.{'conv' if isinstance(m, EdgeSTE) else 'temporal'}.weight"] = (
-                mask.view(*mask.shape, 1, 1).expand_as(conv.weight).clone())
+                mask.reshape(*mask.shape, *(1,) * (conv.weight.dim() - 2)).expand_as(conv.weight).clone())
             if isinstance(m, EdgeSTE):  # the fixed channel mean stays a mean
                 masks[f"{name}.mean.weight"] = torch.zeros_like(m.mean.weight)
     return masks
