@@ -159,7 +159,8 @@ def test_etdump_profile_counts_each_kernel_kind(report):
     from actionnet_edge.bench.opprofile import etdump_profile
 
     row = _row(report["report"], variant="action", runtime="executorch", precision="fp32")
-    prof = etdump_profile(Path(row["artifact"]), (1, TINY["segments"], 3, TINY["size"], TINY["size"]), 1, runs=2, top=50)
+    shape = (1, TINY["segments"], 3, TINY["size"], TINY["size"])
+    prof = etdump_profile(Path(row["artifact"]), shape, 1, runs=2, top=50)
     assert prof["partitions"] >= 1 and prof["outside_delegate_ms"] == pytest.approx(0.0, abs=1e-3)
     assert prof["op_calls"] == sum(prof["calls"].values()) == sum(t["calls"] for t in prof["top"])
     kinds = {t["op"]: t for t in prof["top"]}

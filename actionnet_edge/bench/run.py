@@ -448,8 +448,8 @@ def _profiles(rows: list[dict], threads: int) -> dict:
     ok = [r for r in rows if r.get("status") == "ok" and r["threads"] == threads and r.get("mode", "clip") == "clip"]
     variant = "action" if any(r["variant"] == "action" for r in ok) else (ok[0]["variant"] if ok else None)
     for r in ok:
-        wanted = r["variant"] == variant or (variant == "action" and r["variant"] == "tsm" and r["runtime"] == "executorch")
-        if not wanted or r["runtime"] not in ("executorch", "litert"):
+        beside = variant == "action" and r["variant"] == "tsm" and r["runtime"] == "executorch"
+        if (r["variant"] != variant and not beside) or r["runtime"] not in ("executorch", "litert"):
             continue
         key = f"{r['variant']} {r['runtime']} {r['precision']} ({threads} thr)"
         log.info("per-op profile: %s", key)
