@@ -118,10 +118,9 @@ class EdgeCE(nn.Module):
         with torch.no_grad():
             self.temporal.weight.copy_(w)
 
-    def forward(self, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-        """``pooled``: the (NT, C) spatial means of ``x``."""
-        nt = pooled.shape[0]
-        f = self.squeeze(pooled)  # NT, r
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt = x.shape[0]
+        f = self.squeeze(_pool(x))  # NT, r
         r = f.shape[1]
         f = F.relu(self.temporal(f.reshape(nt // self.t, self.t * r)))
         return torch.sigmoid(self.expand(f.reshape(nt, r)))
@@ -137,14 +136,14 @@ class EdgeME(ME):
         self.squeeze, self.bn, self.conv = (copy.deepcopy(m) for m in (src.squeeze, src.bn, src.conv))
         self.expand = _linear(src.expand)
 
-    def forward(self, x: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.expand(self.motion(x)))
 
 
 class EdgeAction(nn.Module):
     """ACTION: shift, then ``x * (P + sum of the path masks)`` (= ``sum(x + x * m_p)``, see excite).
-    CE (from the pooled x) and ME make (NT, C) masks, summed before the one reshape to
-    (NT, C, 1, 1); STE's (NT, 1, H, W) mask is added last."""
+    CE and ME make (NT, C) masks, summed before the one reshape to (NT, C, 1, 1); STE's
+    (NT, 1, H, W) mask is added last."""
 
     def __init__(self, src: Action) -> None:
         super().__init__()
@@ -153,8 +152,7 @@ class EdgeAction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.shift(x)
-        pooled = _pool(x) if any(isinstance(p, EdgeCE) for p in self.paths) else None
-        vectors = [p(x, pooled) for p in self.paths if not isinstance(p, EdgeSTE)]
+        vectors = [p(x) for p in self.paths if not isinstance(p, EdgeSTE)]
         total = float(len(self.paths))
         for m in vectors:
             total = total + m
