@@ -11,14 +11,12 @@ over "none". Int8 is post-training quantized (XNNPACK quantizer) on four random 
 variants run interleaved in one process (every other round reversed), ExecuTorch at 2 threads.
 """
 import argparse
-import re
 import statistics
 import tempfile
-import warnings
-from collections import Counter
 from pathlib import Path
 
 from _variants import interleaved
+from temporal_modules import SHAPES
 
 from actionnet_edge.malloc import keep_freed_memory
 
@@ -26,11 +24,10 @@ keep_freed_memory()
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from actionnet_edge.bench.opprofile import read_etdump  # noqa: E402
 from actionnet_edge.export.edge import EdgeLearnableShift, edge_temporal  # noqa: E402
 from actionnet_edge.export.executorch import EXPORTER  # noqa: E402
 from actionnet_edge.models.temporal import Action, LearnableShift, TemporalShift  # noqa: E402
-
-SHAPES = [(24, 56)] + [(32, 28)] * 2 + [(64, 14)] * 3 + [(96, 14)] * 2 + [(160, 7)] * 2
 
 
 class Blocks(nn.Module):
@@ -52,21 +49,15 @@ def perturbed(m: nn.Module) -> nn.Module:
     return m.eval()
 
 
-def op_calls(pte: Path, xs) -> Counter:
-    """XNNPACK kernel calls per run, by kind (ETDump)."""
-    from executorch.devtools import Inspector
+def op_calls(pte: Path, xs) -> dict[str, int]:
+    """XNNPACK kernel calls per run, by kind (ETDump, read as the bench's profile reads it)."""
     from executorch.extension.pybindings import portable_lib as et
 
     m = et._load_for_executorch(str(pte), enable_etdump=True)
     m.forward(list(xs))
     with tempfile.TemporaryDirectory() as tmp:
         m.write_etdump_result_to_file(f"{tmp}/r.etdp", f"{tmp}/r.debug")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            df = Inspector(etdump_path=f"{tmp}/r.etdp").to_dataframe()
-    names = df[df["event_block_name"] == "Execute"]["event_name"]
-    return Counter(re.sub(r"\s*#\d+$", "", str(n)) for n in names
-                   if n not in ("Method::execute", "OPERATOR_CALL", "DELEGATE_CALL"))
+        return read_etdump(Path(tmp) / "r.etdp")["calls"]
 
 
 def main() -> None:

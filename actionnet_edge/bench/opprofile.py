@@ -22,19 +22,14 @@ from .runtimes import measure
 log = logging.getLogger(__name__)
 
 
-def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 5, top: int = 8) -> dict:
-    """Per-op mean time of a .pte (ms per clip), grouped by kernel kind, with the non-delegated share."""
-    with tempfile.TemporaryDirectory(prefix="ane-etdump-") as tmp:
-        etdump = Path(tmp) / "run.etdp"
-        res = measure("executorch", artifact=pte, config=None, shape=shape, threads=threads, warmup=1, runs=runs,
-                      etdump=etdump)
-        if "error" in res or "skipped" in res or not etdump.exists():
-            return {"summary": f"no ETDump: {res.get('error') or res.get('skipped') or 'not written'}"}
-        from executorch.devtools import Inspector
+def read_etdump(etdump: Path) -> dict:
+    """The Execute events of an ETDump, by kernel kind: mean ms (``kinds``) and calls per run
+    (``calls``), the delegated and outside-the-delegate ms, the partitions and Method::execute's ms."""
+    from executorch.devtools import Inspector
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            df = Inspector(etdump_path=str(etdump)).to_dataframe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = Inspector(etdump_path=str(etdump)).to_dataframe()
     col = "avg (ms)"
     kinds: dict[str, float] = defaultdict(float)
     calls: dict[str, int] = defaultdict(int)
@@ -49,18 +44,33 @@ def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 
             continue
         kind = re.sub(r"\s*#\d+$", "", str(name))
         kinds[kind] += float(ms)
-        calls[kind] += 1  # one event per op instance: the op's calls per clip
+        calls[kind] += 1  # one event per op instance: the op's calls per run
         if is_del:
             delegated += float(ms)
         else:
             outside += float(ms)
     execute = df[df["event_name"] == "Method::execute"][col]
+    return {"kinds": dict(kinds), "calls": dict(calls), "delegated_ms": delegated, "outside_delegate_ms": outside,
+            "partitions": partitions, "method_execute_ms": float(execute.iloc[0]) if len(execute) else None}
+
+
+def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 5, top: int = 8) -> dict:
+    """Per-op mean time of a .pte (ms per clip), grouped by kernel kind, with the non-delegated share."""
+    with tempfile.TemporaryDirectory(prefix="ane-etdump-") as tmp:
+        etdump = Path(tmp) / "run.etdp"
+        res = measure("executorch", artifact=pte, config=None, shape=shape, threads=threads, warmup=1, runs=runs,
+                      etdump=etdump)
+        if "error" in res or "skipped" in res or not etdump.exists():
+            return {"summary": f"no ETDump: {res.get('error') or res.get('skipped') or 'not written'}"}
+        ev = read_etdump(etdump)
+    kinds, calls = ev["kinds"], ev["calls"]
+    delegated, outside, partitions = ev["delegated_ms"], ev["outside_delegate_ms"], ev["partitions"]
     total = delegated + outside
     ranked = sorted(kinds.items(), key=lambda kv: -kv[1])[:top]
     transposes = sum(n for k, n in calls.items() if k.startswith("Transpose"))
     return {
         "runtime": "executorch", "source": "ETDump + executorch.devtools.Inspector", "threads": threads,
-        "method_execute_ms": float(execute.iloc[0]) if len(execute) else None,
+        "method_execute_ms": ev["method_execute_ms"],
         "delegated_ms": delegated, "outside_delegate_ms": outside, "partitions": partitions,
         "op_calls": sum(calls.values()), "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
         "top": [{"op": k, "calls": calls[k], "ms": v, "share": v / total if total else 0.0} for k, v in ranked],
