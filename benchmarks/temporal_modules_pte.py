@@ -9,6 +9,7 @@ module -> depthwise 3x3 conv on each, so the module sits between NHWC convolutio
 network. "none" is that without a temporal module; every other row also prints its extra time
 over "none". Int8 is post-training quantized (XNNPACK quantizer) on four random batches. The
 variants run interleaved in one process (every other round reversed), ExecuTorch at 2 threads.
+``--compare-fold`` adds each variant lowered without the layout fold (export/xnnpack_layout.py).
 """
 import argparse
 import statistics
@@ -66,6 +67,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--segments", type=int, default=8)
+    p.add_argument("--compare-fold", action="store_true",
+                   help="also lower each temporal variant without the layout fold (export/xnnpack_layout.py)")
     a = p.parse_args()
     t = a.segments
     torch.manual_seed(0)
@@ -78,6 +81,11 @@ def main() -> None:
         "shift + me": lambda c: Action(c, t, paths=("me",)),
         "action": lambda c: Action(c, t),
     }
+    folds = {name: True for name in variants}
+    if a.compare_fold:
+        for name in list(variants):
+            if name != "none":
+                variants[f"{name} (no fold)"], folds[f"{name} (no fold)"] = variants[name], False
     xs = tuple(torch.randn(t, c, s, s) for c, s in SHAPES)
     from executorch.extension.pybindings import portable_lib as et
 
@@ -101,7 +109,7 @@ def main() -> None:
                     g(*(torch.randn_like(x) for x in xs))
                 model = convert_pt2e(g)
             pte = Path(tmp) / f"{len(methods)}.pte"
-            EXPORTER.convert(model, xs, a.precision, pte, metadata={})
+            EXPORTER.convert(model, xs, a.precision, pte, metadata={}, fold_layout=folds[name])
             calls[name] = op_calls(pte, xs)
             methods[name] = et._load_for_executorch(str(pte))
         times = interleaved({n: (lambda m=m: m.forward(list(xs))) for n, m in methods.items()},
@@ -112,7 +120,7 @@ def main() -> None:
         med = statistics.median(ts)
         c = calls[n]
         tr = sum(v for k, v in c.items() if k.startswith("Transpose"))
-        print(f"{n:>16}: median {med:6.2f} ms (+{med - base:5.2f}), min {min(ts):6.2f} ms; "
+        print(f"{n:>26}: median {med:6.2f} ms (+{med - base:5.2f}), min {min(ts):6.2f} ms; "
               f"{sum(c.values())} op calls, {tr} Transposes")
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .base import MultiRunner, RuntimeUnavailable, Runner, as_inputs, missing_extra
+from .xnnpack_layout import fold_layout_copies
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class ExecuTorchExporter:
                 path: Path, *, layout: str = "NCHW", metadata: dict, input_names: list[str] | None = None,
                 output_names: list[str] | None = None, **options) -> dict:
         """Inputs and outputs of a .pte are positional: ``input_names``/``output_names`` are the
-        order recorded in metadata.json."""
+        order recorded in metadata.json. ``fold_layout=False`` keeps the layout transposes that
+        :mod:`.xnnpack_layout` otherwise removes (for A/B measurements)."""
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
@@ -75,8 +77,11 @@ class ExecuTorchExporter:
             ep = torch.export.export(model.eval(), as_inputs(example))
         t1 = time.perf_counter()
         blob = torch.frombuffer(bytearray(json.dumps(metadata, sort_keys=True).encode()), dtype=torch.uint8)
-        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
-                                           constant_methods={"metadata_json": blob})
+        fold = fold_layout_copies() if options.get("fold_layout", True) else contextlib.nullcontext()
+        with fold as folding:
+            edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
+                                               constant_methods={"metadata_json": blob})
+        folded = folding.folded if folding is not None else 0
         t2 = time.perf_counter()
         graph = edge.exported_program().graph_module.graph
         ops = Counter(_op_name(n.target) for n in graph.nodes if n.op == "call_function")
@@ -86,13 +91,15 @@ class ExecuTorchExporter:
         prog = edge.to_executorch()
         Path(path).write_bytes(prog.buffer)
         t3 = time.perf_counter()
-        log.info("executorch: export %.1fs, lower %.1fs, serialise %.1fs; %d delegated subgraph(s), "
-                 "ops outside the delegate: %s", t1 - t0, t2 - t1, t3 - t2, delegates, outside or "none")
+        log.info("executorch: export %.1fs, lower %.1fs, serialise %.1fs; %d delegated subgraph(s), %d layout "
+                 "transposes folded into reshapes, ops outside the delegate: %s", t1 - t0, t2 - t1, t3 - t2,
+                 delegates, folded, outside or "none")
         if nontrivial:
             log.warning("executorch: non-delegated compute ops (run by portable kernels): %s", nontrivial)
         return {
             "backend": "xnnpack",
             "delegated_subgraphs": delegates,
+            "layout_transposes_folded": folded,
             "non_delegated_ops": outside,
             "non_delegated_compute_ops": nontrivial,
             "fully_delegated": not nontrivial,
