@@ -220,10 +220,9 @@ class FoldLayoutCopies:
                 e.replace_input_with(a, new)
         self._tag_nhwc(e)
 
-    def flip_elementwise(self) -> int:
+    def flip_elementwise(self) -> None:
         """Run elementwise ops NHWC when only transposes to NHWC read them and their inputs get
         there by reshapes; the transposes after them go."""
-        n = 0
         for node in list(self.graph.nodes):
             if node.op != "call_function" or node.target != self.op["to_copy"] or not _is_nhwc(node):
                 continue
@@ -241,9 +240,7 @@ class FoldLayoutCopies:
             self._apply(e, plan)
             for copy in readers:
                 self._bypass(copy, e)
-                n += 1
-        self.folded += n
-        return n
+                self.folded += 1
 
     def _bypass(self, copy, e) -> None:
         """Drop a transpose of ``e`` that has become an NHWC -> NHWC no-op."""
@@ -262,15 +259,13 @@ class FoldLayoutCopies:
             node.meta.pop(_NHWC, None)  # the view visitor permutes the shape when the tag is present at all
         self.folded += 1
 
-    def fold_copies(self) -> int:
-        n = 0
+    def fold_copies(self) -> None:
+        """Every transpose whose output bytes some tensor before it already holds becomes a reshape."""
         for node in list(self.graph.nodes):
             if node.op == "call_function" and node.target == self.op["to_copy"]:
                 source = self._fold_source(node)
                 if source is not None:
                     self._to_view(node, source)
-                    n += 1
-        return n
 
     def run(self) -> int:
         self.fold_copies()
