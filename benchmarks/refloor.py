@@ -13,7 +13,7 @@ from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from actionnet_edge.bench.machine import Machine, _assumption, probe_clock_ghz
+from actionnet_edge.bench.machine import Machine, _assumption, probe_clock_ghz, set_floor
 from actionnet_edge.bench.report import goals, render
 
 
@@ -30,8 +30,7 @@ def main() -> None:
     machine.assumption = _assumption(machine)
     for row in report["rows"]:
         if row.get("macs") and row.get("latency_ms_median"):
-            row["floor_ms"] = machine.floor_ms(row["macs"], row["threads"], row["precision"])
-            row["x_floor"] = row["latency_ms_median"] / row["floor_ms"] if row["floor_ms"] else None
+            set_floor(row, machine, row["macs"])
     report["goals"] = goals(report["rows"])
     report["machine"] = {**m, "clock_ghz": machine.clock_ghz, "assumption": machine.assumption,
                          "refloored": f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}: clock {old} -> "

@@ -157,6 +157,12 @@ def probe_clock_ghz() -> float | None:
             return None
 
 
+def set_floor(row: dict, machine: Machine, macs: int) -> None:
+    """A measured row's ``floor_ms`` (its MACs at the peak rate) and ``x_floor`` (median / floor)."""
+    row["floor_ms"] = machine.floor_ms(macs, row["threads"], row["precision"])
+    row["x_floor"] = row["latency_ms_median"] / row["floor_ms"] if row["floor_ms"] else None
+
+
 def _best_rate(fn, macs: int, repeats: int = 5) -> float:
     fn()  # warm-up (packing buffers, thread pool)
     best = float("inf")

@@ -26,7 +26,7 @@ from typing import Callable
 
 from ..errors import ActionNetError, unknown_name
 from . import adb
-from .machine import describe, measure_peaks
+from .machine import describe, measure_peaks, set_floor
 from .runtimes import RUNTIMES, check_artifact, file_mb, get_runtime, measure, runtime_for_artifact, summarize
 
 log = logging.getLogger(__name__)
@@ -384,8 +384,7 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
             row["peak_rss_mb"] = max(x.get("peak_rss_mb") or 0 for x in got)
         row["status"] = "ok"
         if not serial and src.macs:
-            row["floor_ms"] = machine.floor_ms(src.macs, threads, row["precision"])
-            row["x_floor"] = row["latency_ms_median"] / row["floor_ms"] if row["floor_ms"] else None
+            set_floor(row, machine, src.macs)
     if opts.dry_run:
         return {"schema": SCHEMA, "dry_run": True, "rows": []}
     pair_streaming(rows)

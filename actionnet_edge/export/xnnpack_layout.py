@@ -89,11 +89,9 @@ class FoldLayoutCopies:
         return arg, None
 
     def _out_q(self, node):
-        """(q params of node's output, its q node), or (None, None) in a float graph."""
-        qs = [u for u in node.users if u.target == self.op["q"]]
-        if len(qs) == 1 and len(node.users) == 1:
-            return tuple(qs[0].args[1:]), qs[0]
-        return None, None
+        """The q params of node's output (its one user a q), or None in a float graph."""
+        (u, *more) = node.users or [None]
+        return tuple(u.args[1:]) if u is not None and not more and u.target == self.op["q"] else None
 
     # -- chains of layout ops -----------------------------------------------------------
     def _reshapes_bytes(self, start, start_nhwc: bool, path, end_nhwc: bool) -> bool:
@@ -118,7 +116,7 @@ class FoldLayoutCopies:
 
     def _fold_source(self, copy):
         """The input to read ``copy``'s output from with one reshape, or None."""
-        out_q, _ = self._out_q(copy)
+        out_q = self._out_q(copy)
         return self._source(copy.args[0], [copy], _is_nhwc(copy), out_q)
 
     def _source(self, arg, path, end_nhwc: bool, out_q):
@@ -232,7 +230,7 @@ class FoldLayoutCopies:
             readers = self._readers(e)
             if not readers or any(r.target != self.op["to_copy"] or not _is_nhwc(r) for r in readers):
                 continue
-            if any(self._out_q(r)[0] != self._out_q(e)[0] for r in readers):  # a transpose keeps the scale
+            if any(self._out_q(r) != self._out_q(e) for r in readers):  # a transpose keeps the scale
                 continue
             plan = self._nhwc_plan(e)
             if plan is None:
