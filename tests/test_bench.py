@@ -182,6 +182,42 @@ def test_etdump_profile_counts_each_kernel_kind(report):
     assert f"| {dw} | {kinds[dw]['calls']} | " in md
 
 
+@pytest.mark.skipif("litert" not in CPU_RUNTIMES, reason="litert not installed")
+def test_litert_profile_times_each_xnnpack_kernel(report):
+    """LiteRT's own profiler on the tiny ACTION .tflite (through libLiteRt.so's C API): every
+    XNNPACK kernel kind with its calls per clip, the same depthwise convolutions the graph
+    has, op times that add up to the interpreter's Invoke, and the report's table."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from actionnet_edge.bench.opprofile import litert_profile
+
+    row = _row(report["report"], variant="action", runtime="litert", precision="fp32")
+    prof = litert_profile(Path(row["artifact"]), 1, runs=3, top=50)
+    assert prof["source"].startswith("LiteRT profiler"), prof["summary"]
+    assert prof["partitions"] == 1 and prof["outside_delegate_ms"] == 0.0
+    assert prof["op_calls"] == sum(prof["calls"].values()) == sum(t["calls"] for t in prof["top"])
+    kinds = {t["op"]: t for t in prof["top"]}
+    graph = Interpreter(model_path=row["artifact"])._get_ops_details()  # noqa: SLF001
+    assert sum(t["calls"] for k, t in kinds.items() if "DWConv" in k) == sum(
+        op["op_name"] == "DEPTHWISE_CONV_2D" for op in graph) == 17 + 2 * 10
+    assert all(isinstance(t["calls"], int) and t["ms"] >= 0 for t in prof["top"])
+    assert sum(t["share"] for t in prof["top"]) == pytest.approx(1.0)
+    assert 0 < prof["delegated_ms"] <= prof["invoke_ms"] * 1.05
+    md = markdown({**report["report"], "profiles": {"action litert fp32 (1 thr)": prof}})
+    dw = next(k for k in kinds if "DWConv" in k)
+    assert f"| {dw} | {kinds[dw]['calls']} | " in md
+
+
+def test_litert_profile_names_a_missing_model(tmp_path):
+    """A file LiteRT cannot load: an error naming the C API call that refused it."""
+    from actionnet_edge.bench import litert_capi
+
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    with pytest.raises(litert_capi.LiteRtError, match="LiteRtCreateModelFromFile"):
+        litert_capi.op_profile(bad, 1)
+
+
 def test_variants_side_by_side_share_the_backbone(report):
     from actionnet_edge.bench.profile import profile_model
     from actionnet_edge.models import create_model

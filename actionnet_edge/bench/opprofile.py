@@ -4,14 +4,20 @@
   ``executorch.devtools.Inspector`` reads the events; XNNPACK reports each of its kernels
   ("Convolution (NHWC, F32) IGEMM", ...), ops outside the delegate appear as
   ``native_call_*``, and every ``DELEGATE_CALL`` is one delegated partition.
-- LiteRT: the Python interpreter exposes no op timer, so the profile lists which ops
-  XNNPACK took (``DELEGATE`` nodes) and which stayed on the reference kernels; per-op
-  times come from ``benchmark_model --enable_op_profiling=true`` (see docs/benchmarks.md).
+- LiteRT: the Python bindings expose no op timer, so the .tflite runs (in a child process,
+  same threads) through the C API of the ``libLiteRt.so`` they ship, with LiteRT's profiler on
+  (:mod:`.litert_capi`): XNNPACK reports each of its kernels as ExecuTorch's does, ops TFLite
+  runs itself appear under their builtin names. Where that library is missing or refuses,
+  the profile falls back to the graph's op counts (:func:`litert_ops`).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections import Counter, defaultdict
@@ -101,4 +107,40 @@ def litert_ops(tflite: Path, threads: int) -> dict:
                     + ", ".join(f"{k} x{v}" for k, v in sorted(graph.items()))
                     + "); which ops stay outside the delegate, and per-op times: "
                       "benchmark_model --enable_op_profiling=true."),
+    }
+
+
+def litert_profile(tflite: Path, threads: int, runs: int = 5, top: int = 8, timeout: float = 600.0) -> dict:
+    """Per-op mean time of a .tflite (ms per clip) from LiteRT's own profiler, grouped like
+    :func:`etdump_profile`; the graph's op counts (:func:`litert_ops`) when the profiler cannot run."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-m", "actionnet_edge.bench.litert_capi", str(tflite), "--threads",
+                           str(threads), "--runs", str(runs)], capture_output=True, text=True, env=env, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        log.warning("LiteRT profiler did not run on %s (%s); op counts only", tflite.name, why)
+        fallback = litert_ops(tflite, threads)
+        fallback["summary"] = f"LiteRT profiler did not run ({why}). " + fallback["summary"]
+        return fallback
+    res = json.loads(lines[-1])
+    ops = res["ops"]
+    delegated = sum(o["ms"] for o in ops if o["kind"] == "delegate")
+    outside = sum(o["ms"] for o in ops if o["kind"] == "tflite")
+    total = delegated + outside
+    calls = {o["op"]: o["calls"] for o in ops}
+    ranked = sorted(ops, key=lambda o: -o["ms"])[:top]
+    transposes = sum(n for k, n in calls.items() if k.startswith("Transpose"))
+    n_calls = sum(calls.values())
+    partitions = litert_ops(tflite, threads)["partitions"]
+    return {
+        "runtime": "litert", "source": "LiteRT profiler (CompiledModel C API of ai-edge-litert's libLiteRt.so)",
+        "threads": threads, "invoke_ms": res.get("invoke_ms"), "delegated_ms": delegated, "outside_delegate_ms": outside,
+        "partitions": partitions,
+        "op_calls": n_calls, "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
+        "top": [{"op": o["op"], "calls": o["calls"], "ms": o["ms"], "share": o["ms"] / total if total else 0.0}
+                for o in ranked],
+        "summary": (f"{partitions} XNNPACK partition(s), {n_calls:g} op calls per clip ({transposes:g} of them "
+                    f"Transpose); ops outside the delegate take {100 * outside / total if total else 0:.1f}% of "
+                    "op time; the largest kernels: " + ", ".join(f"{o['op']} {100 * o['ms'] / total:.0f}%" for o in ranked[:3] if total)),
     }

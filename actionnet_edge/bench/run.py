@@ -440,14 +440,14 @@ def pair_streaming(rows: list[dict]) -> None:
 
 def _profiles(rows: list[dict], threads: int) -> dict:
     """Per-op profiles of the ACTION (else first variant's) ExecuTorch and LiteRT clip artifacts, and of
-    the TSM ExecuTorch ones next to them (what ACTION adds, op by op)."""
-    from .opprofile import etdump_profile, litert_ops
+    the TSM ones next to them (what ACTION adds, op by op)."""
+    from .opprofile import etdump_profile, litert_profile
 
     prof = {}
     ok = [r for r in rows if r.get("status") == "ok" and r["threads"] == threads and r.get("mode", "clip") == "clip"]
     variant = "action" if any(r["variant"] == "action" for r in ok) else (ok[0]["variant"] if ok else None)
     for r in ok:
-        beside = variant == "action" and r["variant"] == "tsm" and r["runtime"] == "executorch"
+        beside = variant == "action" and r["variant"] == "tsm"
         if (r["variant"] != variant and not beside) or r["runtime"] not in ("executorch", "litert"):
             continue
         key = f"{r['variant']} {r['runtime']} {r['precision']} ({threads} thr)"
@@ -456,7 +456,7 @@ def _profiles(rows: list[dict], threads: int) -> dict:
             if r["runtime"] == "executorch":
                 prof[key] = etdump_profile(Path(r["artifact"]), (1, r["segments"], 3, r["size"], r["size"]), threads)
             else:
-                prof[key] = litert_ops(Path(r["artifact"]), threads)
+                prof[key] = litert_profile(Path(r["artifact"]), threads)
         except Exception as e:  # a profiler problem must not lose the measurements
             log.warning("profile of %s failed: %s", key, e)
             prof[key] = {"summary": f"profile failed: {type(e).__name__}: {e}"}

@@ -185,7 +185,10 @@ def _executorch_stream(spec: dict):
     module = et._load_for_executorch(spec["artifact"])
 
     def call(inputs: list) -> list:
-        return [o.clone() for o in module.forward([torch.as_tensor(x) for x in inputs])]
+        # the binding returns fresh tensors (no output pointer repeats between calls, an output is
+        # unchanged by the next call), so the state goes back in as is: cloning its 71 tensors cost
+        # 0.5 ms of a 6 ms step
+        return module.forward([torch.as_tensor(x) for x in inputs])
 
     return call, _zero_state(spec)
 
