@@ -2,7 +2,7 @@
 
 The Python bindings of ai-edge-litert time nothing per op, but the library beside them exports
 LiteRT's CompiledModel C API with its profiler (``LiteRtCompiledModelGetProfiler``): with the
-``runtime`` option ``enable_profiling = true`` the XNNPACK delegate reports each of its kernels
+runtime option ``enable_profiling = true`` the XNNPACK delegate reports each of its kernels
 ("Convolution (NHWC, F32) IGEMM", ...) and TFLite each op it runs itself -- the events
 ``benchmark_model --enable_op_profiling=true`` prints, read here without building it.
 
@@ -10,7 +10,8 @@ Run as a child process (a C API misuse must not take the caller down)::
 
     python -m actionnet_edge.bench.litert_capi model.tflite --threads 2 --runs 5
 
-prints one JSON object: per event tag, its kind, total ms over the profiled runs and count.
+prints one JSON object: per op (event tag), its kind (XNNPACK delegate or TFLite), ms and calls
+per run, and the interpreter's Invoke ms.
 """
 from __future__ import annotations
 
@@ -153,20 +154,21 @@ class Profiled:
 
 
 def _decode(raw: ctypes.Array, n: int) -> list[tuple[str, int, float]]:
-    """The events in ``raw``, at the one record size under which every record reads as one."""
+    """The events in ``raw``, at the one record size under which every record reads as one: a
+    known event type, a plausible time and a pointer-sized tag, all checked before any tag is
+    dereferenced."""
     base = ctypes.addressof(raw)
+
+    def fields(stride: int, i: int) -> tuple[int | None, int, int]:
+        at = base + i * stride
+        return (ctypes.c_void_p.from_address(at).value, ctypes.c_uint32.from_address(at + 8).value,
+                ctypes.c_uint64.from_address(at + 24).value)
+
     for stride in STRIDES:
-        events = []
-        for i in range(n):
-            at = base + i * stride
-            tag_ptr = ctypes.c_void_p.from_address(at).value
-            etype = ctypes.c_uint32.from_address(at + 8).value
-            elapsed = ctypes.c_uint64.from_address(at + 24).value
-            if not tag_ptr or etype not in EVENT_TYPES or elapsed > 10**10:
-                break
-            events.append((ctypes.string_at(tag_ptr).decode(errors="replace"), etype, elapsed / 1000.0))
-        if len(events) == n:
-            return events
+        records = [fields(stride, i) for i in range(n)]
+        if all(tag and tag > 1 << 16 and etype in EVENT_TYPES and elapsed < 10**10 for tag, etype, elapsed in records):
+            return [(ctypes.string_at(tag).decode(errors="replace"), etype, elapsed / 1000.0)
+                    for tag, etype, elapsed in records]
     raise LiteRtError(f"could not read {n} profiler events at any record size {STRIDES}")
 
 
