@@ -72,11 +72,10 @@ class Profiled:
         n_in, n_out = ctypes.c_size_t(), ctypes.c_size_t()
         self._ok(lib.LiteRtGetNumSignatureInputs(sig, ctypes.byref(n_in)), "LiteRtGetNumSignatureInputs")
         self._ok(lib.LiteRtGetNumSignatureOutputs(sig, ctypes.byref(n_out)), "LiteRtGetNumSignatureOutputs")
-        self._types: list[ctypes.Array] = []
-        self.inputs = self._buffers(sig, n_in.value, "Input")
-        self.outputs = self._buffers(sig, n_out.value, "Output")
+        self.inputs, types = self._buffers(sig, n_in.value, "Input")
+        self.outputs, _ = self._buffers(sig, n_out.value, "Output")
         rng = np.random.default_rng(0)
-        for buf, ttype in zip(self.inputs, self._types):  # random values (uninitialised memory may hold denormals)
+        for buf, ttype in zip(self.inputs, types):  # random values (uninitialised memory may hold denormals)
             size, addr = ctypes.c_size_t(), P()
             self._ok(lib.LiteRtGetTensorBufferPackedSize(buf, ctypes.byref(size)), "LiteRtGetTensorBufferPackedSize")
             self._ok(lib.LiteRtLockTensorBuffer(buf, ctypes.byref(addr), LOCK_WRITE), "LiteRtLockTensorBuffer")
@@ -110,9 +109,10 @@ class Profiled:
                  f"LiteRtCreateOpaqueOptions({identifier})")
         self._ok(self.lib.LiteRtAddOpaqueOptions(self.options, opaque), f"LiteRtAddOpaqueOptions({identifier})")
 
-    def _buffers(self, sig, n: int, kind: str) -> ctypes.Array:
+    def _buffers(self, sig, n: int, kind: str) -> tuple[list[ctypes.c_void_p], list[ctypes.Array]]:
+        """A managed buffer per signature input or output, with the tensor type each was made for."""
         lib, P = self.lib, ctypes.c_void_p
-        bufs = (P * n)()
+        bufs, types = [], []
         for i in range(n):
             tensor, req = P(), P()
             ttype = ctypes.create_string_buffer(256)  # LiteRtRankedTensorType (80 bytes), read and passed back
@@ -125,10 +125,9 @@ class Profiled:
             buf = P()
             self._ok(lib.LiteRtCreateManagedTensorBufferFromRequirements(self.env, ttype, req, ctypes.byref(buf)),
                      "LiteRtCreateManagedTensorBufferFromRequirements")
-            bufs[i] = buf
-            if kind == "Input":
-                self._types.append(ttype)
-        return [P(b) for b in bufs[:n]]  # as c_void_p: a bare int would pass as a 32-bit C int
+            bufs.append(buf)  # kept as c_void_p: a bare int would pass as a 32-bit C int
+            types.append(ttype)
+        return bufs, types
 
     def run(self) -> None:
         ins = (ctypes.c_void_p * len(self.inputs))(*(b.value for b in self.inputs))

@@ -69,14 +69,19 @@ def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 
         if "error" in res or "skipped" in res or not etdump.exists():
             return {"summary": f"no ETDump: {res.get('error') or res.get('skipped') or 'not written'}"}
         ev = read_etdump(etdump)
-    kinds, calls = ev["kinds"], ev["calls"]
-    delegated, outside, partitions = ev["delegated_ms"], ev["outside_delegate_ms"], ev["partitions"]
+    return {"runtime": "executorch", "source": "ETDump + executorch.devtools.Inspector", "threads": threads,
+            "method_execute_ms": ev["method_execute_ms"],
+            **_table(ev["kinds"], ev["calls"], ev["delegated_ms"], ev["outside_delegate_ms"], ev["partitions"], top)}
+
+
+def _table(kinds: dict[str, float], calls: dict[str, int], delegated: float, outside: float, partitions: int,
+           top: int) -> dict:
+    """The fields both runtimes' profiles share: ms per kernel kind ranked into ``top`` rows with
+    their calls per clip and share, the op and Transpose counts, and the one-line summary."""
     total = delegated + outside
     ranked = sorted(kinds.items(), key=lambda kv: -kv[1])[:top]
     transposes = sum(n for k, n in calls.items() if k.startswith("Transpose"))
     return {
-        "runtime": "executorch", "source": "ETDump + executorch.devtools.Inspector", "threads": threads,
-        "method_execute_ms": ev["method_execute_ms"],
         "delegated_ms": delegated, "outside_delegate_ms": outside, "partitions": partitions,
         "op_calls": sum(calls.values()), "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
         "top": [{"op": k, "calls": calls[k], "ms": v, "share": v / total if total else 0.0} for k, v in ranked],
@@ -124,23 +129,13 @@ def litert_profile(tflite: Path, threads: int, runs: int = 5, top: int = 8, time
         fallback["summary"] = f"LiteRT profiler did not run ({why}). " + fallback["summary"]
         return fallback
     res = json.loads(lines[-1])
-    ops = res["ops"]
-    delegated = sum(o["ms"] for o in ops if o["kind"] == "delegate")
-    outside = sum(o["ms"] for o in ops if o["kind"] == "tflite")
-    total = delegated + outside
-    calls = {o["op"]: o["calls"] for o in ops}
-    ranked = sorted(ops, key=lambda o: -o["ms"])[:top]
-    transposes = sum(n for k, n in calls.items() if k.startswith("Transpose"))
-    n_calls = sum(calls.values())
-    partitions = litert_ops(tflite, threads)["partitions"]
-    return {
-        "runtime": "litert", "source": "LiteRT profiler (CompiledModel C API of ai-edge-litert's libLiteRt.so)",
-        "threads": threads, "invoke_ms": res.get("invoke_ms"), "delegated_ms": delegated, "outside_delegate_ms": outside,
-        "partitions": partitions,
-        "op_calls": n_calls, "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
-        "top": [{"op": o["op"], "calls": o["calls"], "ms": o["ms"], "share": o["ms"] / total if total else 0.0}
-                for o in ranked],
-        "summary": (f"{partitions} XNNPACK partition(s), {n_calls:g} op calls per clip ({transposes:g} of them "
-                    f"Transpose); ops outside the delegate take {100 * outside / total if total else 0:.1f}% of "
-                    "op time; the largest kernels: " + ", ".join(f"{o['op']} {100 * o['ms'] / total:.0f}%" for o in ranked[:3] if total)),
-    }
+    kinds: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
+    for o in res["ops"]:  # one row per op name, whichever of TFLite or XNNPACK ran it
+        kinds[o["op"]] += o["ms"]
+        calls[o["op"]] += o["calls"]
+    return {"runtime": "litert", "source": "LiteRT profiler (CompiledModel C API of ai-edge-litert's libLiteRt.so)",
+            "threads": threads, "invoke_ms": res.get("invoke_ms"),
+            **_table(dict(kinds), dict(calls), sum(o["ms"] for o in res["ops"] if o["kind"] == "delegate"),
+                     sum(o["ms"] for o in res["ops"] if o["kind"] == "tflite"),
+                     litert_ops(tflite, threads)["partitions"], top)}
