@@ -59,8 +59,10 @@ class TFLiteExporter:
                 path: Path, *, layout: str = "NCHW", metadata: dict, converter: str = "litert-torch",
                 input_names: list[str] | None = None, output_names: list[str] | None = None, **options) -> dict:
         """A tuple ``example`` (multi-input step) becomes a signature with ``input_names`` /
-        ``output_names`` (litert-torch, fp32 only)."""
+        ``output_names`` (litert-torch, fp32 only). ``fold_layout=False`` keeps the layout
+        transposes that :mod:`.tflite_layout` removes by default."""
         from .edge import with_layout
+        from .tflite_layout import fold_transposes
 
         if converter not in CONVERTERS:
             from ..errors import unknown_name
@@ -78,17 +80,21 @@ class TFLiteExporter:
             blob = _onnx2tf(net, x, precision, layout)
         else:
             blob = _litert_torch(net, x, precision)
+        folded = 0
+        if options.get("fold_layout", True):
+            blob, folded = fold_transposes(blob)
         t1 = time.perf_counter()
         blob = embed_metadata(blob, metadata, short_names=True)
         Path(path).write_bytes(blob)
         ops = op_counts(blob)
         dtypes = tensor_types(blob)
-        log.info("tflite (%s): %s %s in %.1fs, %.2f MB; ops %s", converter, precision, layout, t1 - t0,
-                 len(blob) / 1e6, dict(ops))
+        log.info("tflite (%s): %s %s in %.1fs, %.2f MB, %d layout transposes folded; ops %s", converter,
+                 precision, layout, t1 - t0, len(blob) / 1e6, folded, dict(ops))
         return {
             "converter": converter,
             "ops": dict(sorted(ops.items())),
             "conv3d_ops": ops.get("CONV_3D", 0),
+            "layout_transposes_folded": folded,
             "tensor_types": dtypes,
             "metadata_embedded": f"flatbuffer metadata '{METADATA_NAME}' (metadata.json bytes)",
             "runtime": "ai-edge-litert Interpreter",
@@ -279,17 +285,13 @@ def _float_io(blob: bytes) -> bytes:
     litert-torch's static mode folds the first quantize (and a last dequantize) into the
     graph's I/O tensors; metadata.json promises float32 clips in and logits out.
     """
+    from .tflite_layout import opcode_index
+
     schema = _schema()
     model = _unpack(blob)
 
     def opcode(op: int) -> int:
-        for i, c in enumerate(model.operatorCodes):
-            if max(c.builtinCode, c.deprecatedBuiltinCode) == op:
-                return i
-        c = schema.OperatorCodeT()
-        c.builtinCode, c.deprecatedBuiltinCode, c.version = op, min(op, 127), 1
-        model.operatorCodes.append(c)
-        return len(model.operatorCodes) - 1
+        return opcode_index(model, op)
 
     changed = 0
     for sig in model.signatureDefs or [None]:
