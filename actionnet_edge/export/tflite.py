@@ -17,6 +17,10 @@ transpose to the model's layout is inside the graph, 4-D only). metadata.json is
 in the flatbuffer's ``metadata`` list under the name ``actionnet_edge_metadata`` (read it
 back with :func:`read_embedded_metadata`).
 
+Layout: after conversion :func:`.tflite_layout.fold_transposes` removes the TRANSPOSEs that
+leave the bytes in place (50 of MobileNetV2-ACTION's 72 at 8 x 224; ``fold_layout=False`` keeps
+them); the report counts them in ``layout_transposes_folded``.
+
 Runtime: ai-edge-litert's Interpreter (XNNPACK delegate on CPU). tflite-runtime is not used:
 its last wheel (2.14, 2023) needs numpy<2 and cannot load the op versions written here.
 """

@@ -26,7 +26,6 @@ before it is written.
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 
 import numpy as np
@@ -299,6 +298,8 @@ def fold_transposes(blob: bytes) -> tuple[bytes, int]:
     model = _unpack(blob)
     folded = 0
     for sg in model.subgraphs or []:
+        if any(t.shapeSignature is not None and (np.asarray(t.shapeSignature) < 0).any() for t in sg.tensors or []):
+            continue  # the index arrays need static shapes
         g = _Graph(model, sg)
         before = g.count("TRANSPOSE")
         for _ in range(8):  # to a fixed point; each pass only removes ops on the way
