@@ -185,7 +185,7 @@ def charts(report: dict, out_dir: Path) -> list[Path]:
     if rows:
         variants = list(dict.fromkeys(r["variant"] for r in rows))
         series = list(dict.fromkeys((r["runtime"], r["precision"], r["threads"]) for r in rows))
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [3, 1]})
         width = 0.8 / max(1, len(series))
         for i, (rt, prec, thr) in enumerate(series):
             ys = []
@@ -198,7 +198,8 @@ def charts(report: dict, out_dir: Path) -> list[Path]:
         ax.set_ylabel("median latency per clip (ms)")
         ax.set_yscale("log")
         ax.set_title(f"{report['config']['segments']}x{report['config']['size']}, {report['machine']['cpu_model']}")
-        ax.legend(fontsize=7, ncol=2)
+        # below the bars: inside, it covers the tallest ones
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.09), frameon=False)
         macs = {r["variant"]: r.get("macs") or 0 for r in rows}
         ax2.bar(range(len(variants)), [macs[v] / 1e9 for v in variants], color="gray")
         ax2.set_xticks(range(len(variants)), [v.upper() for v in variants])
