@@ -1,5 +1,6 @@
 """Shared by the benchmarks/ A/B scripts: the bench's artifacts of each variant, and timing the
 variants interleaved in one process (every other round reversed)."""
+import argparse
 import statistics
 import time
 from pathlib import Path
@@ -8,13 +9,27 @@ from typing import Callable
 VARIANTS = ("tsn", "tsm", "action")
 
 
-def bench_pte(work: Path, variant: str, precision: str, segments: int = 8, size: int = 224) -> Path:
-    """The ``.pte`` that benchmarks/run_bench.sh left in ``work``; a one-line exit if there is none."""
-    folder = work / "artifacts" / f"{variant}-executorch-{precision}-t{segments}-s{size}"
-    pte = next(folder.glob("*.pte"), None)
-    if pte is None:
-        raise SystemExit(f"error: no .pte in {folder}: run benchmarks/run_bench.sh with WORK={work} first")
-    return pte
+SUFFIXES = {"executorch": ".pte", "tflite": ".tflite"}
+
+
+def bench_artifact(work: Path, variant: str, precision: str, segments: int = 8, size: int = 224,
+                   target: str = "executorch") -> Path:
+    """The ``.pte`` (or ``target``'s artifact) that benchmarks/run_bench.sh left in ``work``; a
+    one-line exit if there is none."""
+    folder = work / "artifacts" / f"{variant}-{target}-{precision}-t{segments}-s{size}"
+    found = next(folder.glob(f"*{SUFFIXES[target]}"), None)
+    if found is None:
+        raise SystemExit(f"error: no {SUFFIXES[target]} in {folder}: run benchmarks/run_bench.sh with WORK={work} first")
+    return found
+
+
+def timing_arguments(p: argparse.ArgumentParser, rounds: int = 12) -> None:
+    """The A/B scripts' shared options: rounds, runs, threads and the clip shape."""
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--runs", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--segments", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
 
 
 def interleaved(calls: dict[str, Callable[[], object]], rounds: int, runs: int, warmup: int) -> dict[str, list[float]]:

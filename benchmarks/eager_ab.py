@@ -9,7 +9,7 @@ $WORK/checkpoints. Prints each variant's median and min and ACTION's overhead ov
 import argparse
 from pathlib import Path
 
-from _variants import VARIANTS, interleaved, print_overhead
+from _variants import VARIANTS, interleaved, print_overhead, timing_arguments
 
 from actionnet_edge.malloc import keep_freed_memory
 
@@ -20,11 +20,7 @@ from actionnet_edge.checkpoint import load_checkpoint  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("checkpoints", type=Path)
-p.add_argument("--rounds", type=int, default=10)
-p.add_argument("--runs", type=int, default=8)
-p.add_argument("--threads", type=int, default=2)
-p.add_argument("--segments", type=int, default=8)
-p.add_argument("--size", type=int, default=224)
+timing_arguments(p, rounds=10)
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 models = {n: load_checkpoint(a.checkpoints / f"{n}.pt").model.eval() for n in VARIANTS}

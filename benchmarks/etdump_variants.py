@@ -10,7 +10,7 @@ every kernel kind above 0.2 ms per clip or 20 calls per clip as (calls, ms)
 import argparse
 from pathlib import Path
 
-from _variants import VARIANTS, bench_pte
+from _variants import VARIANTS, bench_artifact
 
 from actionnet_edge.bench.opprofile import etdump_profile
 
@@ -23,7 +23,7 @@ p.add_argument("--size", type=int, default=224)
 a = p.parse_args()
 for prec in ("fp32", "int8"):
     for variant in VARIANTS:
-        pte = bench_pte(a.work, variant, prec, a.segments, a.size)
+        pte = bench_artifact(a.work, variant, prec, a.segments, a.size)
         r = etdump_profile(pte, (1, a.segments, 3, a.size, a.size), a.threads, runs=a.runs, top=100)
         if "top" not in r:
             raise SystemExit(f"{pte}: {r['summary']}")

@@ -11,19 +11,15 @@ import argparse
 from pathlib import Path
 
 import torch
-from _variants import VARIANTS, bench_pte, interleaved, print_overhead
+from _variants import VARIANTS, bench_artifact, interleaved, print_overhead, timing_arguments
 from executorch.extension.pybindings import portable_lib as et
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("work", type=Path)
 p.add_argument("--precision", default="int8", choices=("fp32", "int8"))
-p.add_argument("--rounds", type=int, default=12)
-p.add_argument("--runs", type=int, default=8)
-p.add_argument("--threads", type=int, default=2)
-p.add_argument("--segments", type=int, default=8)
-p.add_argument("--size", type=int, default=224)
+timing_arguments(p)
 a = p.parse_args()
-paths = {n: bench_pte(a.work, n, a.precision, a.segments, a.size) for n in VARIANTS}
+paths = {n: bench_artifact(a.work, n, a.precision, a.segments, a.size) for n in VARIANTS}
 torch.set_num_threads(1)  # as the bench worker: the binding's copies must not start a second pool
 et._unsafe_reset_threadpool(a.threads)
 mods = {n: et._load_for_executorch(str(path)) for n, path in paths.items()}

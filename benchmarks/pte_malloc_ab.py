@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-from _variants import bench_pte
+from _variants import bench_artifact
 
 from actionnet_edge.bench.runtimes import measure
 
@@ -21,7 +21,7 @@ for _ in range(a.rounds):
         os.environ["ACTIONNET_EDGE_MALLOC"] = setting  # the worker inherits it
         out = []
         for n in ("tsm", "action"):
-            res = measure("executorch", artifact=bench_pte(a.work, n, a.precision), config=None, shape=(1, 8, 3, 224, 224), threads=2,
+            res = measure("executorch", artifact=bench_artifact(a.work, n, a.precision), config=None, shape=(1, 8, 3, 224, 224), threads=2,
                           warmup=5, runs=20)
             out.append(f"{n} median {res['latency_ms_median']:.2f} / min {res['latency_ms_min']:.2f} ms")
         print(f"{setting:>7}: " + " | ".join(out), flush=True)

@@ -13,27 +13,18 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from _variants import VARIANTS, interleaved, print_overhead
+from _variants import VARIANTS, bench_artifact, interleaved, print_overhead, timing_arguments
 from ai_edge_litert.interpreter import Interpreter
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("work", type=Path, nargs="?")
 p.add_argument("--file", action="append", default=[], metavar="NAME=PATH")
 p.add_argument("--precision", default="int8", choices=("fp32", "int8"))
-p.add_argument("--rounds", type=int, default=12)
-p.add_argument("--runs", type=int, default=8)
-p.add_argument("--threads", type=int, default=2)
-p.add_argument("--segments", type=int, default=8)
-p.add_argument("--size", type=int, default=224)
+timing_arguments(p)
 a = p.parse_args()
 paths: dict[str, Path] = {}
 if a.work is not None:
-    for n in VARIANTS:
-        folder = a.work / "artifacts" / f"{n}-tflite-{a.precision}-t{a.segments}-s{a.size}"
-        found = next(folder.glob("*.tflite"), None)
-        if found is None:
-            raise SystemExit(f"error: no .tflite in {folder}: run benchmarks/run_bench.sh with WORK={a.work} first")
-        paths[n] = found
+    paths = {n: bench_artifact(a.work, n, a.precision, a.segments, a.size, target="tflite") for n in VARIANTS}
 for spec in a.file:
     name, _, path = spec.partition("=")
     if not path or not Path(path).is_file():

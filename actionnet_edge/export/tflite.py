@@ -294,9 +294,6 @@ def _float_io(blob: bytes) -> bytes:
     schema = _schema()
     model = _unpack(blob)
 
-    def opcode(op: int) -> int:
-        return opcode_index(model, op)
-
     changed = 0
     for sig in model.signatureDefs or [None]:
         sg = model.subgraphs[sig.subgraphIndex if sig else 0]
@@ -317,10 +314,10 @@ def _float_io(blob: bytes) -> bytes:
                         m.tensorIndex = new
                 op = schema.OperatorT()
                 if is_input:
-                    op.opcodeIndex, op.inputs, op.outputs = opcode(schema.BuiltinOperator.QUANTIZE), [new], [old]
+                    op.opcodeIndex, op.inputs, op.outputs = opcode_index(model, schema.BuiltinOperator.QUANTIZE), [new], [old]
                     sg.operators.insert(0, op)
                 else:
-                    op.opcodeIndex, op.inputs, op.outputs = opcode(schema.BuiltinOperator.DEQUANTIZE), [old], [new]
+                    op.opcodeIndex, op.inputs, op.outputs = opcode_index(model, schema.BuiltinOperator.DEQUANTIZE), [old], [new]
                     sg.operators.append(op)
                 changed += 1
     return _pack(model, len(blob)) if changed else blob

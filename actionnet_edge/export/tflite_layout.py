@@ -30,17 +30,13 @@ import logging
 
 import numpy as np
 
+from .tflite import _pack, _schema, _unpack
+
 log = logging.getLogger(__name__)
 
 _ELEMENTWISE = ("ADD", "MUL", "SUB", "DIV", "MAXIMUM", "MINIMUM", "LOGISTIC", "TANH", "RELU", "RELU6",
                 "HARD_SWISH")
 _REDUCE = ("MEAN", "SUM")
-
-
-def _schema():
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema
 
 
 def opcode_index(model, builtin: int) -> int:
@@ -293,8 +289,6 @@ class _Graph:
 
 def fold_transposes(blob: bytes) -> tuple[bytes, int]:
     """``blob`` with the layout transposes it does not need removed, and how many went."""
-    from .tflite import _pack, _unpack
-
     model = _unpack(blob)
     folded = 0
     for sg in model.subgraphs or []:
