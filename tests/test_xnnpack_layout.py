@@ -8,40 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 pytest.importorskip("executorch.exir")
 
 from actionnet_edge.bench.opprofile import read_etdump  # noqa: E402
-from actionnet_edge.export.edge import edge_temporal  # noqa: E402
 from actionnet_edge.export.executorch import EXPORTER  # noqa: E402
-from actionnet_edge.models.temporal import Action, TemporalShift  # noqa: E402
-
-T, C, HW = 4, 16, 8
-
-
-class Block(nn.Module):
-    def __init__(self, temporal: nn.Module) -> None:
-        super().__init__()
-        self.a = nn.Conv2d(C, C, 3, padding=1, groups=C)
-        self.t = temporal
-        self.b = nn.Conv2d(C, C, 1)
-
-    def forward(self, x):
-        n, t, c, h, w = x.shape
-        return self.b(self.t(self.a(x.reshape(n * t, c, h, w))))
-
-
-def _block(kind: str) -> nn.Module:
-    torch.manual_seed(0)
-    if kind == "tsm":
-        m = TemporalShift(C, T)
-    else:
-        m = Action(C, T, causal=kind == "causal")
-        with torch.no_grad():  # off the shift's one-hot initial taps
-            for p in m.parameters():
-                p.add_(0.1 * torch.randn_like(p))
-    return Block(edge_temporal(m.eval())).eval()
+from _layout_block import C, HW, T, layout_block  # noqa: E402
 
 
 def _lower(model, precision, fold, tmp: Path):
@@ -70,7 +42,7 @@ def lowered():
     with tempfile.TemporaryDirectory() as tmp:
         for kind, precision in (("action", "fp32"), ("action", "int8"), ("causal", "fp32"), ("tsm", "int8")):
             for fold in (False, True):
-                runs[kind, precision, fold] = _lower(_block(kind), precision, fold, Path(tmp))
+                runs[kind, precision, fold] = _lower(layout_block(kind), precision, fold, Path(tmp))
     return runs
 
 
