@@ -160,7 +160,9 @@ def _streaming_metadata(path: Path) -> Path:
     from actionnet_edge.models.streaming import to_streaming
 
     m = create_model("mobilenet_v2", "action", 4, 5, 0.25, dropout=0.0, causal=True).eval()
-    stream, size = to_streaming(m), 64
+    from actionnet_edge.export import EXPORTERS
+
+    stream, size = to_streaming(m).set_state_layout(EXPORTERS["tflite"].stream_state_layout), 64  # as a .tflite's
     meta = build_metadata(target="tflite", precision="fp32", artifact="model_streaming.tflite", layout="NCHW",
                           labels=[f"g{i}" for i in range(5)], segments=stream.window, size=size,
                           preprocess=default_preprocess(m, size), model_config=m.config,

@@ -82,6 +82,27 @@ def test_streaming_resnet_and_bninception_equal_clip():
             torch.testing.assert_close(logits, model(x), rtol=1e-3, atol=1e-3)
 
 
+def test_nhwc_state_gives_the_same_numbers():
+    model = _random_causal("action", width_mult=0.5)
+    a, b = to_streaming(model), to_streaming(model).set_state_layout("NHWC")
+    spec_a, spec_b = a.state_spec(1, 64), b.state_spec(1, 64)
+    assert [n for n, _ in spec_a] == [n for n, _ in spec_b]
+    for (_, sa), (_, sb) in zip(spec_a, spec_b):  # (N, C, H, W) -> (N, H, W, C); the rest as they are
+        assert sb == ((sa[0], sa[2], sa[3], sa[1]) if len(sa) == 4 else sa)
+    assert any(len(s) == 4 and s[1] != s[3] for _, s in spec_a)
+    x = torch.randn(1, T, 3, 64, 64)
+    sa, sb = a.init_state(1, 64), b.init_state(1, 64)
+    with torch.no_grad():
+        for t in range(T):
+            la, sa = a.step(x[:, t], sa)
+            lb, sb = b.step(x[:, t], sb)
+            torch.testing.assert_close(lb, la, rtol=0, atol=1e-6)
+    for u, v in zip(sa, sb):
+        torch.testing.assert_close(v, u.permute(0, 2, 3, 1) if u.dim() == 4 else u, rtol=0, atol=1e-6)
+    with pytest.raises(ActionNetError, match="state layout must be NCHW or NHWC"):
+        a.set_state_layout("CHW")
+
+
 def test_state_spec_names_and_shapes():
     model = _random_causal("action", width_mult=0.5)
     stream = to_streaming(model)

@@ -59,8 +59,9 @@ def _need(target: str) -> None:
         pytest.skip(f"{target} toolchain not installed")
 
 
-def _reference(ckpt: Path):
-    return to_streaming(load_checkpoint(ckpt).model)
+def _reference(ckpt: Path, target: str = "onnx"):
+    """PyTorch's step, its state in the layout ``target``'s artifact carries."""
+    return to_streaming(load_checkpoint(ckpt).model).set_state_layout(EXPORTERS[target].stream_state_layout)
 
 
 @pytest.mark.parametrize("target", list(EXPORTERS))
@@ -75,7 +76,9 @@ def test_streaming_export_round_trip(target, ckpt, out_root):
     # metadata.json: the state described exactly as the PyTorch step's state_spec
     meta = json.loads((res.output / "metadata.json").read_text())
     st = meta["streaming"]
-    spec = _reference(ckpt).state_spec(1, S)
+    spec = _reference(ckpt, target).state_spec(1, S)
+    lay = "NHWC" if target == "tflite" else "NCHW"  # LiteRT's convolutions are NHWC: so is its state
+    assert [s.get("layout") for s in st["state"]] == [lay if len(sh) == 4 else None for _, sh in spec]
     assert st["window"] == T == meta["segments"] and st["initial_state"] == "zeros"
     assert st["inputs"][0] == {"name": "frame", "shape": [1, 3, S, S], "dtype": "float32", "layout": "NCHW",
                                "meaning": st["inputs"][0]["meaning"]}
@@ -106,7 +109,7 @@ def test_streaming_export_round_trip(target, ckpt, out_root):
 
     # the runner in the artifact's own runtime, fed back its own state, against PyTorch's step
     run = StreamRunner.load(exporter, res.artifact, st)
-    stream = _reference(ckpt)
+    stream = _reference(ckpt, target)
     state_a, state_t = run.init_state(), stream.init_state(1, S)
     x = torch.randn(3 * T, 1, 3, S, S)
     for f in x:

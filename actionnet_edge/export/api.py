@@ -230,6 +230,7 @@ def export_model(
 
     if streaming:  # the step is all 4-D already: it is its own edge form
         ckpt, model = load_stream_source(checkpoint, segments)
+        model.set_state_layout(exporter.stream_state_layout)
         qat_state, edge, t = None, model, model.window
     else:
         src = _load_source(checkpoint, segments)

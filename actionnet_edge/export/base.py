@@ -36,6 +36,7 @@ class Exporter(Protocol):
     extra: str  # the pip extra that installs its toolchain, e.g. "executorch"
     precisions: tuple[str, ...]  # subset of PRECISIONS
     quant_backend: str | None  # PT2E quantizer for int8: "xnnpack" | "litert" | "coreml" | None
+    stream_state_layout: str  # the streaming step's 4-D state tensors: "NCHW", or "NHWC" where the runtime's convolutions are
 
     def check_available(self) -> None:
         """Raise ActionNetError("... pip install 'actionnet-edge[EXTRA]'") if the toolchain is missing."""

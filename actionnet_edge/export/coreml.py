@@ -37,6 +37,7 @@ class CoreMLExporter:
     extra = "coreml"
     precisions = ("fp32", "fp16", "int8")
     quant_backend = "coreml"
+    stream_state_layout = "NCHW"
 
     def check_available(self) -> None:
         try:

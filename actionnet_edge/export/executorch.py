@@ -53,6 +53,7 @@ class ExecuTorchExporter:
     extra = "executorch"
     precisions = ("fp32", "int8")
     quant_backend = "xnnpack"
+    stream_state_layout = "NCHW"
 
     def check_available(self) -> None:
         try:

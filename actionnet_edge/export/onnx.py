@@ -31,6 +31,7 @@ class OnnxExporter:
     extra = "onnx"
     precisions = ("fp32", "fp16")
     quant_backend = None
+    stream_state_layout = "NCHW"
 
     def check_available(self) -> None:
         try:

@@ -11,7 +11,10 @@ exporter (a tuple of example inputs plus names, see :mod:`.base`):
 metadata.json carries a ``streaming`` section (inputs, outputs, the state with shapes, zero
 initial state, window). :class:`StreamRunner` runs such an artifact in its own runtime and
 checks every tensor against that section; :func:`stream_parity` is the export's parity check.
-fp32 and NCHW only: int8 / fp16 streaming is not implemented.
+The frame is NCHW. Each 4-D state tensor is in its exporter's ``stream_state_layout`` (the
+section's ``layout``): NHWC in a ``.tflite``, whose convolutions LiteRT runs in NHWC (NCHW state
+costs two transposes per tensor there), NCHW elsewhere. fp32 only: int8 / fp16 streaming is not
+implemented.
 """
 from __future__ import annotations
 
@@ -62,7 +65,8 @@ def streaming_section(stream, size: int) -> dict[str, Any]:
     spec = stream.state_spec(1, size)
     k = int(stream.config["num_classes"])
     t = _tensor
-    state = [t(n, s, output=n + OUT) for n, s in spec]
+    lay = getattr(stream, "state_layout", "NCHW")
+    state = [t(n, s, output=n + OUT, **({"layout": lay} if len(s) == 4 else {})) for n, s in spec]
     return {
         "window": int(stream.window),
         "inputs": [t(FRAME, (1, 3, size, size), layout="NCHW", meaning="one normalised frame (see preprocess)"),
@@ -70,8 +74,8 @@ def streaming_section(stream, size: int) -> dict[str, Any]:
         "outputs": [t(LOGITS, (1, k), meaning=f"average of the last {stream.window} frame logits (clip logits)"
                       if stream.window > 1 else "this frame's logits (the model's consensus is the last frame)"),
                     t(FRAME_LOGITS, (1, k), meaning="this frame's logits"),
-                    *(t(s["output"], s["shape"], meaning=f"new {s['name']}: feed it back as {s['name']}")
-                      for s in state)],
+                    *(t(s["output"], s["shape"], **({"layout": s["layout"]} if "layout" in s else {}),
+                        meaning=f"new {s['name']}: feed it back as {s['name']}") for s in state)],
         "state": state,
         "initial_state": "zeros",
         "state_floats": int(sum(np.prod(s) for _, s in spec)),

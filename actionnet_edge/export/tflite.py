@@ -51,6 +51,7 @@ class TFLiteExporter:
     extra = "tflite"
     precisions = ("fp32", "fp16", "int8")
     quant_backend = "litert"
+    stream_state_layout = "NHWC"  # LiteRT's convolutions are NHWC: the state needs no transposes
 
     def check_available(self) -> None:
         try:

@@ -20,7 +20,9 @@ consensus   the per-frame logits of the last ``window - 1`` frames (none when ``
 
 Every op is 4-D (2-D convolutions, concatenation, element-wise), so the step exports to
 every runtime as it is; the state tensors are explicit inputs and outputs
-(:meth:`StreamingActionNet.forward`).
+(:meth:`StreamingActionNet.forward`), each 4-D one in ``state_layout``: NCHW (N, C, H, W), or
+NHWC (N, H, W, C) for a runtime whose convolutions are NHWC (LiteRT), where NCHW state would
+cost a transpose per tensor in and out.
 """
 from __future__ import annotations
 
@@ -216,11 +218,25 @@ class StreamingActionNet(nn.Module):
             if isinstance(mod, TemporalWrapper):
                 mod.temporal = _streaming_temporal(mod.temporal)
                 self.stateful.append(mod.temporal)
+        self.state_layout = "NCHW"
         self._shapes: dict[tuple[int, int, int], list[tuple[str, tuple[int, ...]]]] = {}
         self.eval()
 
+    def set_state_layout(self, layout: str) -> "StreamingActionNet":
+        """Carry the 4-D state tensors as NCHW (the default) or NHWC; the numbers are the same."""
+        if layout not in ("NCHW", "NHWC"):
+            raise ActionNetError(f"state layout must be NCHW or NHWC, got {layout}")
+        self.state_layout = layout
+        return self
+
+    def _state_to_nchw(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2) if self.state_layout == "NHWC" and x.dim() == 4 else x
+
+    def _state_from_nchw(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1) if self.state_layout == "NHWC" and x.dim() == 4 else x
+
     def state_spec(self, batch: int = 1, size: int | tuple[int, int] = 224) -> list[tuple[str, tuple[int, ...]]]:
-        """Names and shapes of the state tensors for frames of ``size``."""
+        """Names and shapes of the state tensors for frames of ``size`` (4-D ones in ``state_layout``)."""
         h, w = (size, size) if isinstance(size, int) else size
         key = (batch, h, w)
         if key not in self._shapes:
@@ -241,6 +257,8 @@ class StreamingActionNet(nn.Module):
             if self.window > 1:
                 spec.append(("consensus", (batch, self.window - 1, self.config["num_classes"])))
             self._shapes[key] = spec
+        if self.state_layout == "NHWC":
+            return [(name, (s[0], s[2], s[3], s[1]) if len(s) == 4 else s) for name, s in self._shapes[key]]
         return self._shapes[key]
 
     def init_state(self, batch: int = 1, size: int | tuple[int, int] = 224) -> list[torch.Tensor]:
@@ -251,13 +269,13 @@ class StreamingActionNet(nn.Module):
         k = 0
         for m in self.stateful:
             n = m.n_state()
-            m.state_in = tuple(state[k : k + n])
+            m.state_in = tuple(self._state_to_nchw(s) for s in state[k : k + n])
             k += n
         history = self.window > 1  # window 1: no consensus state, the logits are this frame's
         if len(state) != k + history:
             raise ValueError(f"expected {k + history} state tensors, got {len(state)}")
         frame_logits = self.fc(self.backbone(frame))
-        new_state = [s for m in self.stateful for s in m.state_out]
+        new_state = [self._state_from_nchw(s) for m in self.stateful for s in m.state_out]
         for m in self.backbone.modules():  # leave no tensor attributes behind (torch.export warns about them)
             if isinstance(m, _Stateful):
                 m.state_in, m.state_out = None, ()
