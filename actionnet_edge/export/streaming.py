@@ -65,7 +65,7 @@ def streaming_section(stream, size: int) -> dict[str, Any]:
     spec = stream.state_spec(1, size)
     k = int(stream.config["num_classes"])
     t = _tensor
-    lay = getattr(stream, "state_layout", "NCHW")
+    lay = stream.state_layout
     state = [t(n, s, output=n + OUT, **({"layout": lay} if len(s) == 4 else {})) for n, s in spec]
     return {
         "window": int(stream.window),
