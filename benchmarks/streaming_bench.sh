@@ -10,7 +10,9 @@
 #   RUNTIMES=pytorch,executorch RUNS=30 benchmarks/streaming_bench.sh
 #
 # About 10 minutes of CPU on a 2-core machine (conversions included; they are kept in $WORK
-# and reused by the next run). The report records the load average at the start.
+# and reused by the next run), and a few more for the per-op profiles of the ExecuTorch and LiteRT
+# clip and step that a missed goal brings (pass --no-profile to skip them). The report records the
+# load average at the start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/streaming}
@@ -19,4 +21,4 @@ exec nice -n "${NICE:-5}" "${PYTHON:-python}" -m actionnet_edge bench --streamin
   --runtimes "${RUNTIMES:-pytorch,executorch,litert,onnxruntime}" --precision fp32 --variants action \
   --arch mobilenet_v2 --width-mult 1.0 --num-classes 27 --segments 8 --size 224 \
   --threads "${THREADS:-2}" --warmup 3 --runs "${RUNS:-20}" --parity-clips "${PARITY_CLIPS:-8}" \
-  --no-profile --out "$OUT" --work "$WORK" "$@"
+  --out "$OUT" --work "$WORK" "$@"

@@ -60,32 +60,37 @@ def read_etdump(etdump: Path) -> dict:
             "partitions": partitions, "method_execute_ms": float(execute.iloc[0]) if len(execute) else None}
 
 
-def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 5, top: int = 8) -> dict:
-    """Per-op mean time of a .pte (ms per clip), grouped by kernel kind, with the non-delegated share."""
+def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 5, top: int = 8,
+                   streaming: dict | None = None) -> dict:
+    """Per-op mean time of a .pte (ms per clip), grouped by kernel kind, with the non-delegated share.
+    With ``streaming`` (the artifact's metadata.json section) one run is one streaming step on a
+    ``shape`` frame, its state carried, and the times are per step."""
     with tempfile.TemporaryDirectory(prefix="ane-etdump-") as tmp:
         etdump = Path(tmp) / "run.etdp"
         res = measure("executorch", artifact=pte, config=None, shape=shape, threads=threads, warmup=1, runs=runs,
-                      etdump=etdump)
+                      etdump=etdump, streaming=streaming)
         if "error" in res or "skipped" in res or not etdump.exists():
             return {"summary": f"no ETDump: {res.get('error') or res.get('skipped') or 'not written'}"}
         ev = read_etdump(etdump)
     return {"runtime": "executorch", "source": "ETDump + executorch.devtools.Inspector", "threads": threads,
             "method_execute_ms": ev["method_execute_ms"],
-            **_table(ev["kinds"], ev["calls"], ev["delegated_ms"], ev["outside_delegate_ms"], ev["partitions"], top)}
+            **_table(ev["kinds"], ev["calls"], ev["delegated_ms"], ev["outside_delegate_ms"], ev["partitions"], top,
+                     "step" if streaming else "clip")}
 
 
 def _table(kinds: dict[str, float], calls: dict[str, int], delegated: float, outside: float, partitions: int,
-           top: int) -> dict:
+           top: int, per: str = "clip") -> dict:
     """The fields both runtimes' profiles share: ms per kernel kind ranked into ``top`` rows with
-    their calls per clip and share, the op and Transpose counts, and the one-line summary."""
+    their calls per ``per`` (a clip or a streaming step) and share, the op and Transpose counts, and
+    the one-line summary."""
     total = delegated + outside
     ranked = sorted(kinds.items(), key=lambda kv: -kv[1])[:top]
     transposes = sum(n for k, n in calls.items() if k.startswith("Transpose"))
     return {
-        "delegated_ms": delegated, "outside_delegate_ms": outside, "partitions": partitions,
+        "per": per, "delegated_ms": delegated, "outside_delegate_ms": outside, "partitions": partitions,
         "op_calls": sum(calls.values()), "calls": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
         "top": [{"op": k, "calls": calls[k], "ms": v, "share": v / total if total else 0.0} for k, v in ranked],
-        "summary": (f"{partitions} XNNPACK partition(s), {sum(calls.values())} op calls per clip "
+        "summary": (f"{partitions} XNNPACK partition(s), {sum(calls.values())} op calls per {per} "
                     f"({transposes} of them Transpose); ops outside the delegate take "
                     f"{100 * outside / total if total else 0:.1f}% of op time; the largest kernels: "
                     + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in ranked[:3] if total)),
@@ -115,9 +120,12 @@ def litert_ops(tflite: Path, threads: int) -> dict:
     }
 
 
-def litert_profile(tflite: Path, threads: int, runs: int = 5, top: int = 8, timeout: float = 600.0) -> dict:
+def litert_profile(tflite: Path, threads: int, runs: int = 5, top: int = 8, timeout: float = 600.0,
+                   per: str = "clip") -> dict:
     """Per-op mean time of a .tflite (ms per clip) from LiteRT's own profiler, grouped like
-    :func:`etdump_profile`; the graph's op counts (:func:`litert_ops`) when the profiler cannot run."""
+    :func:`etdump_profile`; the graph's op counts (:func:`litert_ops`) when the profiler cannot run.
+    A streaming step's ``.tflite`` runs on random inputs like any other (``per="step"``): the op
+    times do not depend on the state's values."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-m", "actionnet_edge.bench.litert_capi", str(tflite), "--threads",
                            str(threads), "--runs", str(runs)], capture_output=True, text=True, env=env, timeout=timeout)
@@ -138,4 +146,4 @@ def litert_profile(tflite: Path, threads: int, runs: int = 5, top: int = 8, time
             "threads": threads, "invoke_ms": res.get("invoke_ms"),
             **_table(dict(kinds), dict(calls), sum(o["ms"] for o in res["ops"] if o["kind"] == "delegate"),
                      sum(o["ms"] for o in res["ops"] if o["kind"] == "tflite"),
-                     litert_ops(tflite, threads)["partitions"], top)}
+                     litert_ops(tflite, threads)["partitions"], top, per)}

@@ -15,7 +15,8 @@ With ``spec["streaming"]`` (the ``streaming`` section of a streaming artifact's 
 or ``{"window": W}`` for PyTorch) one timed run is one streaming step of shape (1, 3, S, S):
 the frame and the state go in, and the state outputs are fed back as the next run's state
 inputs, as an app carries them (ExecuTorch's are copied first: its outputs live in buffers
-the next run overwrites).
+the next run overwrites). With ``spec["pair_clip"]`` as well, the step and the model's clip
+artifact run side by side in turns (:func:`measure_pair`) and the line holds both kinds of times.
 """
 from __future__ import annotations
 
@@ -105,15 +106,29 @@ def _litert(spec: dict, clip: np.ndarray):
     return run
 
 
-def _onnxruntime(spec: dict, clip: np.ndarray):
+_ORT_SHARED_POOL = False  # measure_pair: the sessions of this process share one thread pool
+
+
+def _ort_session(spec: dict):
+    """An ONNX Runtime session at ``spec["threads"]``: its own thread pool, or with
+    ``_ORT_SHARED_POOL`` the process's one pool of that size (two sessions with pools of their own
+    take turns badly: the idle one's spinning workers took the cores, a clip measured 78-82 ms next
+    to a streaming session and 38-50 ms sharing the pool with it)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = spec["threads"]
-    opts.inter_op_num_threads = 1
+    if _ORT_SHARED_POOL:
+        opts.use_per_session_threads = False
+    else:
+        opts.intra_op_num_threads = spec["threads"]
+        opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(spec["artifact"], opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(spec["artifact"], opts, providers=["CPUExecutionProvider"])
+
+
+def _onnxruntime(spec: dict, clip: np.ndarray):
+    sess = _ort_session(spec)
     inp = sess.get_inputs()[0]
     x = _adapt(tuple(d if isinstance(d, int) else clip.shape[i] for i, d in enumerate(inp.shape)), clip)
 
@@ -182,7 +197,7 @@ def _executorch_stream(spec: dict):
     # what an app linking only the ExecuTorch runtime gets (export/executorch.py one_torch_thread).
     torch.set_num_threads(1)
     et._unsafe_reset_threadpool(spec["threads"])
-    module = et._load_for_executorch(spec["artifact"])
+    module = et._load_for_executorch(spec["artifact"], enable_etdump=bool(spec.get("etdump")))
 
     def call(inputs: list) -> list:
         # the binding returns fresh tensors (no output pointer repeats between calls, an output is
@@ -190,6 +205,7 @@ def _executorch_stream(spec: dict):
         # 0.5 ms of a 6 ms step
         return module.forward([torch.as_tensor(x) for x in inputs])
 
+    call.module = module  # type: ignore[attr-defined]  # measure() writes its ETDump
     return call, _zero_state(spec)
 
 
@@ -207,13 +223,7 @@ def _litert_stream(spec: dict):
 
 
 def _onnxruntime_stream(spec: dict):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = spec["threads"], 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(spec["artifact"], opts, providers=["CPUExecutionProvider"])
+    sess = _ort_session(spec)
     ins, outs = _names(spec)
 
     def call(inputs: list) -> list:
@@ -251,6 +261,7 @@ def _stream_run(spec: dict, frame: np.ndarray):
         state = out[2:]
         return np.asarray(out[0])
 
+    run.module = getattr(call, "module", None)  # type: ignore[attr-defined]
     return run
 
 
@@ -298,6 +309,49 @@ def measure(spec: dict) -> dict:
     return result
 
 
+def measure_pair(spec: dict) -> dict:
+    """The streaming step and the clip of the same model, loaded side by side and timed in turns.
+
+    ``spec`` is the frame measurement's; ``spec["pair_clip"]`` overrides what differs for the
+    clip (its ``shape``, and its ``artifact`` except for pytorch). Each of ``runs`` blocks times
+    one clip, then T steps (T = the clip's frames), each after one untimed call of its own kind, so
+    that neither starts cold from the other's cache. A slow spell of a shared machine, which
+    lasts from a fraction of a second to seconds, then falls on both halves of a block alike: the
+    blocks' step/clip ratios are steadier than the ratio of two medians taken in two processes.
+    ONNX Runtime's two sessions share one thread pool (``_ort_session``); ExecuTorch has one
+    XNNPACK pool per process; LiteRT's interpreters keep their own, whose workers sleep when idle.
+    """
+    global _ORT_SHARED_POOL
+    if spec["runtime"] == "onnxruntime":  # one pool for both sessions, as ExecuTorch has one anyway
+        from onnxruntime.capi import _pybind_state
+
+        _pybind_state.set_global_thread_pool_sizes(spec["threads"], 1)
+        _ORT_SHARED_POOL = True
+    cspec = {k: v for k, v in spec.items() if k != "streaming"} | spec["pair_clip"]
+    clip_in = np.random.default_rng(0).standard_normal(tuple(cspec["shape"])).astype(np.float32)
+    frame = np.random.default_rng(0).standard_normal(tuple(spec["shape"])).astype(np.float32)
+    clip_run = LOADERS[spec["runtime"]](cspec, clip_in)
+    step_run = _stream_run(spec, frame)
+    frames = int(cspec["shape"][1])
+    for _ in range(spec["warmup"]):
+        clip_run()
+        step_run()
+    clip_ms, step_ms = [], []
+    for _ in range(spec["runs"]):
+        clip_run()
+        t = time.perf_counter()
+        clip_run()
+        clip_ms.append((time.perf_counter() - t) * 1e3)
+        step_run()
+        block = []
+        for _ in range(frames):
+            t = time.perf_counter()
+            step_run()
+            block.append((time.perf_counter() - t) * 1e3)
+        step_ms.append(block)
+    return {"pair_clip_ms": clip_ms, "pair_step_ms": step_ms, "peak_rss_mb": _mem_mb("VmHWM")}
+
+
 def main(argv: list[str]) -> int:
     with open(argv[1]) as f:
         spec = json.load(f)
@@ -305,7 +359,7 @@ def main(argv: list[str]) -> int:
 
     malloc = keep_freed_memory()  # before any runtime allocates, as every actionnet-edge command does
     try:
-        result = measure(spec)
+        result = measure_pair(spec) if spec.get("pair_clip") else measure(spec)
         result["malloc"] = malloc
     except Exception as e:  # reported to the parent as one line, the traceback goes to stderr
         import traceback
