@@ -14,8 +14,7 @@ module level.
 With ``spec["streaming"]`` (the ``streaming`` section of a streaming artifact's metadata.json,
 or ``{"window": W}`` for PyTorch) one timed run is one streaming step of shape (1, 3, S, S):
 the frame and the state go in, and the state outputs are fed back as the next run's state
-inputs, as an app carries them (ExecuTorch's are copied first: its outputs live in buffers
-the next run overwrites). With ``spec["pair_clip"]`` as well, the step and the model's clip
+inputs, as an app carries them. With ``spec["pair_clip"]`` as well, the step and the model's clip
 artifact run side by side in turns (:func:`measure_pair`) and the line holds both kinds of times.
 """
 from __future__ import annotations

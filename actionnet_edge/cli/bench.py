@@ -79,7 +79,8 @@ def _runtimes() -> list[str]:
               help="Temporal variants on the same backbone [default: tsn,tsm,action; with --streaming action].")
 @click.option("--streaming", is_flag=True,
               help="Causal models: per-frame latency of the streaming export next to the T-frame clip latency, "
-                   "and the goal per-frame < 1/6 of a clip (default model: a fresh causal one).")
+                   "and the goal per-frame < 1/6 of a clip, judged with the step and the clip timed in turns "
+                   "in one process (default model: a fresh causal one).")
 @click.option("--segments", type=int, help="Frames per clip T [default: the checkpoint's, else 8].")
 @click.option("--size", type=int, help="Input size S [default: the checkpoint's, else 224].")
 @click.option("--warmup", default=5, show_default=True, type=int, help="Untimed runs before timing.")
