@@ -20,6 +20,8 @@ UNITS = {"latency_ms_*": "milliseconds per clip (1 x T frames); rows with mode '
          "frame_over_clip": "frame row's median / the same runtime's clip median (T frames); "
          "frame_over_clip_min: the same with the minimum latencies; frame_over_clip_paired: the step and the "
          "clip loaded in one process and timed in turns, the median over blocks of (mean of T steps) / clip",
+         "latency_ms_median_in_turns": "median ms per clip with the variants of one runtime and precision loaded "
+         "in one process and timed in turns (over_tsm_in_turns: ACTION's / TSM's - 1, what the goal is judged on)",
          "params": "parameters", "floor_ms": "MACs / peak MAC rate of `threads` cores (see machine.assumption)",
          "x_floor": "latency_ms_median / floor_ms"}
 
@@ -76,10 +78,18 @@ def goals(rows: list[dict]) -> list[dict]:
             if r.get("status") != "ok" or r["threads"] != threads or r["variant"] != "action":
                 continue
             tsm = _find(rows, variant="tsm", runtime=r["runtime"], precision=r["precision"], threads=threads)
-            if tsm:
+            if not tsm:
+                continue
+            if r.get("over_tsm_in_turns") is not None:  # judged on the variants timed in turns in one process
+                v = r["over_tsm_in_turns"]
+                how = (f"timed in turns in one process ({r.get('runs_in_turns')} clips each): "
+                       f"{_fmt(r.get('latency_ms_median_in_turns'))} ms vs {_fmt(tsm.get('latency_ms_median_in_turns'))} "
+                       f"ms; separate rows {r['latency_ms_median']:.2f} vs {tsm['latency_ms_median']:.2f} ms")
+            else:
                 v = r["latency_ms_median"] / tsm["latency_ms_median"] - 1.0
-                out.append(_goal(f"ACTION overhead over TSM, {r['runtime']} {r['precision']} ({threads} thr)", v,
-                                 ACTION_OVER_TSM, "<", f"{r['latency_ms_median']:.2f} ms vs {tsm['latency_ms_median']:.2f} ms"))
+                how = f"{r['latency_ms_median']:.2f} ms vs {tsm['latency_ms_median']:.2f} ms"
+            out.append(_goal(f"ACTION overhead over TSM, {r['runtime']} {r['precision']} ({threads} thr)", v,
+                             ACTION_OVER_TSM, "<", how))
     for rt in ("executorch", "litert"):
         sizes = [r for r in rows if r.get("runtime") == rt and r.get("precision") == "int8" and r.get("file_mb")]
         for r in {(x["variant"], x["file_mb"]): x for x in sizes}.values():
@@ -145,6 +155,19 @@ def markdown(report: dict) -> str:
                      f"{r['precision']} | {r['threads']} | {_fmt(r.get('latency_ms_median'))} | "
                      f"{_fmt(r.get('latency_ms_p90'))} | {_fmt(r.get('latency_ms_min'))} | {_fmt(r.get('x_floor'))} | "
                      f"{_fmt(r.get('peak_rss_mb'), '.0f')} | {_fmt(r.get('file_mb'))} | {_human(r.get('macs'))} | {status} |")
+    turns = [r for r in report["rows"] if r.get("over_tsm_in_turns") is not None]
+    if turns:
+        lines += ["", "## Variants timed in turns", "",
+                  "The variants' clips of one runtime and precision loaded in one process and timed in turns (the "
+                  "order reversed every other turn): what the ACTION-over-TSM goal is judged on.", "",
+                  "| runtime | precision | threads | TSN median ms | TSM median ms | ACTION median ms | ACTION over TSM |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for r in turns:
+            same = {x["variant"]: x for x in report["rows"] if x.get("mode", "clip") == "clip"
+                    and (x["runtime"], x["precision"], x["threads"]) == (r["runtime"], r["precision"], r["threads"])}
+            ms = [_fmt(same.get(v, {}).get("latency_ms_median_in_turns")) for v in ("tsn", "tsm", "action")]
+            lines.append(f"| {r['runtime']} | {r['precision']} | {r['threads']} | {' | '.join(ms)} | "
+                         f"{100 * r['over_tsm_in_turns']:+.1f}% |")
     frames = [r for r in report["rows"] if r.get("mode") == "frame"]
     if frames:
         lines += ["", "## Streaming: per frame vs clip", "",

@@ -388,6 +388,8 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
             set_floor(row, machine, src.macs)
     if opts.dry_run:
         return {"schema": SCHEMA, "dry_run": True, "rows": []}
+    if not serial:
+        measure_variants_in_turns(jobs, opts)
     if opts.streaming:
         measure_pairs(jobs, opts)
     pair_streaming(rows)
@@ -419,6 +421,39 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
     if out:
         render(report, Path(out))
     return report
+
+
+def measure_variants_in_turns(jobs: list, opts: BenchOptions) -> None:
+    """ACTION and TSM (and TSN) of each runtime, precision and thread count once more, their clip
+    artifacts loaded side by side in one process and timed in turns (worker.measure_interleaved,
+    ``runs x rounds`` clips each): ``over_tsm_in_turns`` on the ACTION row is the ratio of those
+    medians - 1, which a slow spell of a shared machine moves far less than the ratio of two rows
+    measured in separate processes. Each row of the group gets its ``latency_ms_median_in_turns``."""
+    groups: dict[tuple, dict] = {}
+    for job in jobs:
+        row = job[0]
+        if row["mode"] == "clip" and row.get("status") == "ok":
+            key = (row["runtime"], row["precision"], row["threads"], row["segments"], row["size"])
+            groups.setdefault(key, {})[row["variant"]] = job
+    for (rt, prec, threads, segments, size), by_variant in groups.items():
+        if not {"action", "tsm"} <= set(by_variant):
+            continue
+        src = by_variant["action"][1]
+        items = {v: {"artifact": str(job[3]) if job[3] else None, "config": job[1].config} for v, job in by_variant.items()}
+        res = measure(rt, artifact=None, config=src.config, shape=(1, segments, 3, size, size), threads=threads,
+                      warmup=opts.warmup, runs=opts.runs * max(1, opts.rounds), interleave=items)
+        if "interleaved_ms" not in res:
+            by_variant["action"][0]["in_turns_error"] = res.get("error") or res.get("skipped") or "no result"
+            log.warning("%s %s variants in turns: %s", rt, prec, by_variant["action"][0]["in_turns_error"])
+            continue
+        for v, times in res["interleaved_ms"].items():
+            by_variant[v][0]["latency_ms_median_in_turns"] = statistics.median(times)
+            by_variant[v][0]["runs_in_turns"] = len(times)
+        action, tsm = (by_variant[v][0]["latency_ms_median_in_turns"] for v in ("action", "tsm"))
+        by_variant["action"][0]["over_tsm_in_turns"] = action / tsm - 1.0
+        log.info("%s %s %d thr, variants in turns: %s; ACTION over TSM %+.1f%%", rt, prec, threads,
+                 ", ".join(f"{v} {statistics.median(t):.2f} ms" for v, t in res["interleaved_ms"].items()),
+                 100 * (action / tsm - 1.0))
 
 
 _PAIR_KEY = ("variant", "runtime", "precision", "threads", "device", "segments", "size")

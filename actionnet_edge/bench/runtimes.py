@@ -124,7 +124,8 @@ def summarize(latencies_ms: list[float]) -> dict:
 
 def measure(runtime: str, *, artifact: Path | None, config: dict | None, shape: tuple[int, ...], threads: int,
             warmup: int, runs: int, timeout: float = 1800.0, etdump: Path | None = None,
-            max_seconds: float | None = None, streaming: dict | None = None, pair_clip: dict | None = None) -> dict:
+            max_seconds: float | None = None, streaming: dict | None = None, pair_clip: dict | None = None,
+            interleave: dict | None = None) -> dict:
     """Time one artifact in a fresh child process; returns latency stats and the child's peak RSS.
 
     ``artifact`` is the file to run (a checkpoint for pytorch, or None with ``config`` to build
@@ -134,7 +135,9 @@ def measure(runtime: str, *, artifact: Path | None, config: dict | None, shape: 
     streaming step on a (1, 3, S, S) ``shape`` frame, its state carried (see worker.py). With
     ``pair_clip`` too (the clip's ``shape``, and its ``artifact`` unless pytorch) the step and the
     clip run side by side in turns; the result then holds ``pair_clip_ms`` and ``pair_step_ms``
-    (a list of T step times per clip) instead of latency statistics.
+    (a list of T step times per clip) instead of latency statistics. With ``interleave``
+    ({variant: {"artifact": ..., "config": ...}}) those clip artifacts run in turns in one process:
+    the result holds ``interleaved_ms`` ({variant: [ms, ...]}).
     """
     rt = get_runtime(runtime)
     reason = rt.missing()
@@ -149,6 +152,8 @@ def measure(runtime: str, *, artifact: Path | None, config: dict | None, shape: 
         spec["streaming"] = streaming
     if pair_clip:
         spec["pair_clip"] = pair_clip
+    if interleave:
+        spec["interleave"] = interleave
     env = dict(os.environ)
     # every runtime gets the same, explicit thread budget; OpenMP/MKL pools must not oversubscribe
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -170,7 +175,7 @@ def measure(runtime: str, *, artifact: Path | None, config: dict | None, shape: 
     res = json.loads(lines[-1])
     if "error" in res:
         return res
-    if res.get("skipped") or "pair_clip_ms" in res:
+    if res.get("skipped") or "pair_clip_ms" in res or "interleaved_ms" in res:
         return res
     row = summarize(res["latencies_ms"])
     row.update(res)  # keeps latencies_ms: rounds of one measurement are pooled by run_bench

@@ -15,7 +15,8 @@ With ``spec["streaming"]`` (the ``streaming`` section of a streaming artifact's 
 or ``{"window": W}`` for PyTorch) one timed run is one streaming step of shape (1, 3, S, S):
 the frame and the state go in, and the state outputs are fed back as the next run's state
 inputs, as an app carries them. With ``spec["pair_clip"]`` as well, the step and the model's clip
-artifact run side by side in turns (:func:`measure_pair`) and the line holds both kinds of times.
+artifact run side by side in turns (:func:`measure_pair`) and the line holds both kinds of times;
+with ``spec["interleave"]``, several variants' clips in turns (:func:`measure_interleaved`).
 """
 from __future__ import annotations
 
@@ -351,6 +352,35 @@ def measure_pair(spec: dict) -> dict:
     return {"pair_clip_ms": clip_ms, "pair_step_ms": step_ms, "peak_rss_mb": _mem_mb("VmHWM")}
 
 
+def measure_interleaved(spec: dict) -> dict:
+    """Several variants' clip artifacts of one runtime, loaded side by side and timed in turns.
+
+    ``spec["interleave"]`` maps each variant to what differs for it (``artifact``, and ``config``
+    for pytorch). Each of ``runs`` blocks times one clip of every variant, the order reversed every
+    other block, so a slow spell of a shared machine falls on all of them alike; the variants
+    share the runtime (and its thread pool), not anything else.
+    """
+    global _ORT_SHARED_POOL
+    if spec["runtime"] == "onnxruntime":  # one pool for all sessions (see _ort_session)
+        from onnxruntime.capi import _pybind_state
+
+        _pybind_state.set_global_thread_pool_sizes(spec["threads"], 1)
+        _ORT_SHARED_POOL = True
+    clip = np.random.default_rng(0).standard_normal(tuple(spec["shape"])).astype(np.float32)
+    runs = {v: LOADERS[spec["runtime"]]({**spec, **item}, clip) for v, item in spec["interleave"].items()}
+    names = list(runs)
+    for _ in range(spec["warmup"]):
+        for n in names:
+            runs[n]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for b in range(spec["runs"]):
+        for n in names if b % 2 == 0 else names[::-1]:
+            t = time.perf_counter()
+            runs[n]()
+            times[n].append((time.perf_counter() - t) * 1e3)
+    return {"interleaved_ms": times, "peak_rss_mb": _mem_mb("VmHWM")}
+
+
 def main(argv: list[str]) -> int:
     with open(argv[1]) as f:
         spec = json.load(f)
@@ -358,7 +388,12 @@ def main(argv: list[str]) -> int:
 
     malloc = keep_freed_memory()  # before any runtime allocates, as every actionnet-edge command does
     try:
-        result = measure_pair(spec) if spec.get("pair_clip") else measure(spec)
+        if spec.get("pair_clip"):
+            result = measure_pair(spec)
+        elif spec.get("interleave"):
+            result = measure_interleaved(spec)
+        else:
+            result = measure(spec)
         result["malloc"] = malloc
     except Exception as e:  # reported to the parent as one line, the traceback goes to stderr
         import traceback
