@@ -106,7 +106,18 @@ def _litert(spec: dict, clip: np.ndarray):
     return run
 
 
-_ORT_SHARED_POOL = False  # measure_pair: the sessions of this process share one thread pool
+_ORT_SHARED_POOL = False  # measure_pair / measure_interleaved: this process's sessions share one pool
+
+
+def _share_ort_pool(spec: dict) -> None:
+    """For ONNX Runtime: every session this process opens from now on shares one pool of
+    ``spec["threads"]`` (ExecuTorch has one XNNPACK pool per process anyway)."""
+    global _ORT_SHARED_POOL
+    if spec["runtime"] == "onnxruntime":
+        from onnxruntime.capi import _pybind_state
+
+        _pybind_state.set_global_thread_pool_sizes(spec["threads"], 1)
+        _ORT_SHARED_POOL = True
 
 
 def _ort_session(spec: dict):
@@ -321,12 +332,7 @@ def measure_pair(spec: dict) -> dict:
     ONNX Runtime's two sessions share one thread pool (``_ort_session``); ExecuTorch has one
     XNNPACK pool per process; LiteRT's interpreters keep their own, whose workers sleep when idle.
     """
-    global _ORT_SHARED_POOL
-    if spec["runtime"] == "onnxruntime":  # one pool for both sessions, as ExecuTorch has one anyway
-        from onnxruntime.capi import _pybind_state
-
-        _pybind_state.set_global_thread_pool_sizes(spec["threads"], 1)
-        _ORT_SHARED_POOL = True
+    _share_ort_pool(spec)
     cspec = {k: v for k, v in spec.items() if k != "streaming"} | spec["pair_clip"]
     clip_in = np.random.default_rng(0).standard_normal(tuple(cspec["shape"])).astype(np.float32)
     frame = np.random.default_rng(0).standard_normal(tuple(spec["shape"])).astype(np.float32)
@@ -360,12 +366,7 @@ def measure_interleaved(spec: dict) -> dict:
     other block, so a slow spell of a shared machine falls on all of them alike; the variants
     share the runtime (and its thread pool), not anything else.
     """
-    global _ORT_SHARED_POOL
-    if spec["runtime"] == "onnxruntime":  # one pool for all sessions (see _ort_session)
-        from onnxruntime.capi import _pybind_state
-
-        _pybind_state.set_global_thread_pool_sizes(spec["threads"], 1)
-        _ORT_SHARED_POOL = True
+    _share_ort_pool(spec)
     clip = np.random.default_rng(0).standard_normal(tuple(spec["shape"])).astype(np.float32)
     runs = {v: LOADERS[spec["runtime"]]({**spec, **item}, clip) for v, item in spec["interleave"].items()}
     names = list(runs)
