@@ -13,8 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-RUNS=${RUNS:-20}
-ROUNDS=${ROUNDS:-5}  # every measurement once per round, order reversed every other round, runs pooled
+RUNS=${RUNS:-10}
+ROUNDS=${ROUNDS:-10}  # every measurement once per round, order reversed every other round, runs pooled
 # 96 parity clips: the weights are for latency only (the bundled model's, run at 8 x 224), their
 # logits have near ties, and with 32 clips one flipped top-1 (96.9%) fails the int8 98% bar
 PARITY_CLIPS=${PARITY_CLIPS:-96}

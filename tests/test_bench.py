@@ -302,7 +302,16 @@ def test_rounds_alternate_the_order_and_pool_the_runs(tmp_path, tiny_checkpoint,
     assert tsm["runs"] == 6 and tsm["rounds"] == 3 and rep["config"]["rounds"] == 3
     assert tsm["latency_ms_min"] == 1.0 and tsm["latency_ms_median"] == 8.25  # calls 1, 8, 9: 1 1.5 8 8.5 9 9.5
     assert tsm["peak_rss_mb"] == 109.0 and "latencies_ms" not in tsm
-    assert "in each of 3 rounds" in (tmp_path / "report.md").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "in each of 3 rounds" in md
+    # each round's median kept; rounds this far apart (1 vs 9 ms) are reported as a changing machine
+    assert tsm["latency_ms_round_medians"] == [1.0, 8.0, 9.0]
+    assert "## Round medians" in md and "| tsm | pytorch | fp32 | 1 | 1.00, 8.00, 9.00 | 9.00 |" in md
+    assert any("speed changed during the run" in n and "differ by more than 30%" in n for n in rep["notes"])
+    stable = {"variant": "tsm", "runtime": "litert", "precision": "int8", "threads": 2,
+              "latency_ms_round_medians": [10.0, 12.9, 11.0]}
+    assert bench_run.round_spreads([stable]) == []
+    assert bench_run.round_spreads([{**stable, "latency_ms_round_medians": [10.0, 13.1]}])[0][0] == "tsm litert int8 2 thr"
     with pytest.raises(adb.ActionNetError, match="--rounds"):
         BenchOptions(rounds=0).validate()
 

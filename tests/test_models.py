@@ -124,14 +124,20 @@ def test_me_pooling_before_the_difference_equals_the_official_order(causal, trai
             p.normal_(0, 0.5)
         me.bn.running_mean.normal_()
         me.bn.running_var.uniform_(0.5, 2.0)
-    x = torch.randn(2 * t, c, h, w)
-    with torch.no_grad():
-        f = me.bn(me.squeeze(x)).view(2, t, -1, h, w)
-        k = me.conv(f.flatten(0, 1)).view_as(f)
-        zero = torch.zeros_like(f[:, :1])
-        d = k - torch.cat([zero, f[:, :-1]], 1) if causal else torch.cat([k[:, 1:] - f[:, :-1], zero], 1)
-        ref = torch.sigmoid(me.expand(d.flatten(0, 1).mean((2, 3), keepdim=True)))
-        torch.testing.assert_close(me(x), ref, atol=1e-5, rtol=1e-5)
+    x = torch.randn(2 * t, c, h, w, requires_grad=True)
+    f = me.bn(me.squeeze(x)).view(2, t, -1, h, w)
+    k = me.conv(f.flatten(0, 1)).view_as(f)
+    zero = torch.zeros_like(f[:, :1])
+    d = k - torch.cat([zero, f[:, :-1]], 1) if causal else torch.cat([k[:, 1:] - f[:, :-1], zero], 1)
+    ref = torch.sigmoid(me.expand(d.flatten(0, 1).mean((2, 3), keepdim=True)))
+    out = me(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    # the same gradients, also through eval's shortcut (squeeze as a matrix product, K from border statistics)
+    wrt = [x, me.squeeze.weight, me.conv.weight, me.bn.weight, me.bn.bias]
+    g_out = torch.autograd.grad(out.square().sum(), wrt)
+    g_ref = torch.autograd.grad(ref.square().sum(), wrt)
+    for a, b in zip(g_out, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("causal", [False, True])

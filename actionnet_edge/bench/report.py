@@ -22,6 +22,7 @@ UNITS = {"latency_ms_*": "milliseconds per clip (1 x T frames); rows with mode '
          "clip loaded in one process and timed in turns, the median over blocks of (mean of T steps) / clip",
          "latency_ms_median_in_turns": "median ms per clip with the variants of one runtime and precision loaded "
          "in one process and timed in turns (over_tsm_in_turns: ACTION's / TSM's - 1, what the goal is judged on)",
+         "latency_ms_round_medians": "each round's median ms (one process per round), in the order of the rounds",
          "params": "parameters", "floor_ms": "MACs / peak MAC rate of `threads` cores (see machine.assumption)",
          "x_floor": "latency_ms_median / floor_ms"}
 
@@ -168,6 +169,19 @@ def markdown(report: dict) -> str:
             ms = [_fmt(same.get(v, {}).get("latency_ms_median_in_turns")) for v in ("tsn", "tsm", "action")]
             lines.append(f"| {r['runtime']} | {r['precision']} | {r['threads']} | {' | '.join(ms)} | "
                          f"{100 * r['over_tsm_in_turns']:+.1f}% |")
+    rounds = [r for r in report["rows"] if len(r.get("latency_ms_round_medians") or []) > 1]
+    if rounds:
+        lines += ["", "## Round medians", "",
+                  "Each measurement's median in each round (its own process each time), in round order. A slow "
+                  "spell of a shared machine slows a whole process: it shows as one round far from the others, "
+                  "and moves the pooled median and every ratio between runtimes with it.", "",
+                  "| variant | runtime | precision | threads | round medians ms | max / min |", "|---|---|---|---:|---|---:|"]
+        for r in rounds:
+            meds = [m for m in r["latency_ms_round_medians"] if m]
+            spread = f"{max(meds) / min(meds):.2f}" if meds else "-"
+            lines.append(f"| {r['variant']}{' (per frame)' if r.get('mode') == 'frame' else ''} | {r['runtime']} | "
+                         f"{r['precision']} | {r['threads']} | {', '.join(_fmt(m) for m in r['latency_ms_round_medians'])} "
+                         f"| {spread} |")
     frames = [r for r in report["rows"] if r.get("mode") == "frame"]
     if frames:
         lines += ["", "## Streaming: per frame vs clip", "",

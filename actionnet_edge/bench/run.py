@@ -381,6 +381,8 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
         if pooled:  # the runs of all rounds together
             row.update(summarize(pooled))
         row["rounds"] = len(got)
+        if len(got) > 1:
+            row["latency_ms_round_medians"] = [x.get("latency_ms_median") for x in got]
         if any(x.get("peak_rss_mb") for x in got):
             row["peak_rss_mb"] = max(x.get("peak_rss_mb") or 0 for x in got)
         row["status"] = "ok"
@@ -388,6 +390,13 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
             set_floor(row, machine, src.macs)
     if opts.dry_run:
         return {"schema": SCHEMA, "dry_run": True, "rows": []}
+    unstable = round_spreads(rows)
+    if unstable:
+        (worst, spread), n = max(unstable, key=lambda u: u[1]), len(unstable)
+        notes.append(f"the machine's speed changed during the run: the round medians of {n} measurement"
+                     f"{'s' if n > 1 else ''} differ by more than {UNSTABLE_ROUNDS:.0%} (most: {worst}, {spread:+.0%}); "
+                     "ratios between runtimes of this run moved with them (see 'Round medians'; the variants "
+                     "timed in turns are not affected)")
     if not serial:
         measure_variants_in_turns(jobs, opts)
     if opts.streaming:
@@ -421,6 +430,22 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
     if out:
         render(report, Path(out))
     return report
+
+
+#: round medians of one measurement further apart than this (max / min - 1) make a note in the report
+UNSTABLE_ROUNDS = 0.30
+
+
+def round_spreads(rows: list[dict], limit: float = UNSTABLE_ROUNDS) -> list[tuple[str, float]]:
+    """(name, max / min - 1) of the measurements whose round medians differ by more than ``limit``:
+    a slow spell of a shared machine slows a whole process, so it shows as a round apart."""
+    out = []
+    for r in rows:
+        meds = [m for m in r.get("latency_ms_round_medians") or [] if m]
+        if len(meds) > 1 and max(meds) / min(meds) - 1 > limit:
+            out.append((f"{r['variant']} {r['runtime']} {r['precision']} {r['threads']} thr"
+                        f"{' per frame' if r.get('mode') == 'frame' else ''}", max(meds) / min(meds) - 1))
+    return out
 
 
 def measure_variants_in_turns(jobs: list, opts: BenchOptions) -> None:

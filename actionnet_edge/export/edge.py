@@ -12,8 +12,8 @@ Rewrites (x is the backbone's (N*T, C, H, W) activation):
   band t-1, t, t+1 (zero padding in time is the band's edge);
 * CE: its 1x1 convs as Linear layers on the pooled (NT, C) vectors, the Conv1d(r, r, 3) over T
   as a block-banded Linear(T*r, T*r) on (N, T*r);
-* ME: the training form's pooled motion (it pools before the frame difference), the difference
-  and its expand (a Linear) on (NT, r) vectors;
+* ME: the training form's pooled motion through its maps (it pools before the frame difference;
+  not eager's eval shortcut), the difference and its expand (a Linear) on (NT, r) vectors;
 * ACTION's ``sum(x + x * m_p)`` as ``x * (P + sum(m_p))``, the CE and ME masks summed as (NT, C)
   vectors first. Pooled vectors stay 2-D (fully connected layers, no layout changes): as 1x1
   convolutions on (NT, C, 1, 1) every op between them costs the delegate two layout transposes;
@@ -135,6 +135,9 @@ class EdgeME(ME):
         # the same submodule names as ME
         self.squeeze, self.bn, self.conv = (copy.deepcopy(m) for m in (src.squeeze, src.bn, src.conv))
         self.expand = _linear(src.expand)
+
+    def pooled_eval(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pooled_maps(x)  # the convolutions: native ops of every delegate (BN folds into the squeeze)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.expand(self.motion(x)))
