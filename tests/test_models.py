@@ -132,6 +132,8 @@ def test_me_pooling_before_the_difference_equals_the_official_order(causal, trai
     ref = torch.sigmoid(me.expand(d.flatten(0, 1).mean((2, 3), keepdim=True)))
     out = me(x)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # bit for bit the same without autograd (CAMs compare the two)
+        torch.testing.assert_close(me(x), out.detach(), atol=0, rtol=0)
     # the same gradients, also through eval's shortcut (squeeze as a matrix product, K from border statistics)
     wrt = [x, me.squeeze.weight, me.conv.weight, me.bn.weight, me.bn.bias]
     g_out = torch.autograd.grad(out.square().sum(), wrt)

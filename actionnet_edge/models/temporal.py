@@ -240,7 +240,10 @@ class ME(TemporalModule):
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         shift = bn.bias - bn.running_mean * scale
         r = scale.shape[0]
-        f = torch.matmul(self.squeeze.weight.view(r, c) * scale[:, None], x.reshape(nt, c, h * w))  # NT, r, HW
+        # bmm, not matmul: matmul folds differently with and without autograd, so the same model's
+        # forward under no_grad and with grads would round apart
+        weight = (self.squeeze.weight.view(r, c) * scale[:, None]).expand(nt, r, c)
+        f = torch.bmm(weight, x.reshape(nt, c, h * w))  # NT, r, HW
         stats, taps = _border_statistics(h, w, x.dtype, x.device)
         s = (f.reshape(nt * r, h * w) @ stats).view(nt, r, 9) + shift[:, None]
         k = self.conv.weight.view(r, 9) @ taps  # (r, 9): K's mean as weights of the statistics
