@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from actionnet_edge.bench.opprofile import read_etdump  # noqa: E402
-from actionnet_edge.export.edge import EdgeLearnableShift, edge_temporal  # noqa: E402
+from actionnet_edge.models.edge import EdgeLearnableShift, edge_temporal  # noqa: E402
 from actionnet_edge.export.executorch import EXPORTER  # noqa: E402
 from actionnet_edge.models.temporal import Action, LearnableShift, TemporalShift  # noqa: E402
 

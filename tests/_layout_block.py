@@ -6,7 +6,7 @@ convolution, as in a MobileNetV2 block, on a (1, T, C, HW, HW) clip.
 import torch
 from torch import nn
 
-from actionnet_edge.export.edge import edge_temporal
+from actionnet_edge.models.edge import edge_temporal
 from actionnet_edge.models.temporal import Action, TemporalShift
 
 T, C, HW = 4, 16, 8

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from actionnet_edge.export.edge import to_edge, with_layout
+from actionnet_edge.models.edge import to_edge, with_layout
 from actionnet_edge.models import create_model, list_temporal
 
 

@@ -77,7 +77,7 @@ def test_qat_checkpoint_round_trip(qat_run):
         if k in sd:
             assert torch.equal(v, sd[k]), k
     # the banded temporal convs stayed banded (gradient masks) and the STE channel mean stayed 1/C
-    from actionnet_edge.export.edge import EdgeSTE
+    from actionnet_edge.models.edge import EdgeSTE
 
     ste = next(m for m in edge.modules() if isinstance(m, EdgeSTE))
     w = ste.conv.weight
@@ -88,7 +88,7 @@ def test_qat_checkpoint_round_trip(qat_run):
 
 def test_qat_weights_changed(qat_run, float_ckpt):
     from actionnet_edge.checkpoint import load_checkpoint
-    from actionnet_edge.export.edge import to_edge
+    from actionnet_edge.models.edge import to_edge
 
     out, _ = qat_run
     qc = load_qat_checkpoint(out / "last.pt")

@@ -132,7 +132,7 @@ def test_bad_state_and_non_causal_model_are_clear_errors():
 
 def test_last_frame_consensus_clip_edge_and_stream_agree():
     """consensus=last: the clip logits are the last frame's, in the training, edge and streaming forms."""
-    from actionnet_edge.export.edge import to_edge
+    from actionnet_edge.models.edge import to_edge
 
     model = _random_causal("action", width_mult=0.35, consensus="last")
     x = torch.randn(2, T, 3, 64, 64)

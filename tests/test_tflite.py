@@ -14,7 +14,7 @@ from actionnet_edge.models import create_model
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 
-from actionnet_edge.export.edge import to_edge  # noqa: E402
+from actionnet_edge.models.edge import to_edge  # noqa: E402
 from actionnet_edge.export.tflite import EXPORTER, read_embedded_metadata  # noqa: E402
 
 T, S, K = 4, 64, 5
@@ -109,7 +109,7 @@ def test_int8_artifact_content(int8_export):
     assert info["tensor_types"].get("INT8", 0) > 100 and info["conv3d_ops"] == 0
     kinds = _op_io_types(path)
     # every conv runs int8, the temporal ones included; so do ACTION's mask sums, products and
-    # sigmoids (litert's add/mul annotators find them only with the sources quant._litert_annotate records)
+    # sigmoids (litert's add/mul annotators find them only with the sources compat.litert_annotate records)
     for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "LOGISTIC"):
         assert (op, "INT8") in kinds and (op, "FLOAT32") not in kinds, op
     # the classifier stays float; ACTION's CE and ME layers on pooled vectors are int8

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from ..constants import PRECISIONS
 from ..errors import ActionNetError, unknown_name
 from . import adb
 from .machine import describe, measure_peaks, set_floor
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 VARIANTS = {"tsn": "none", "tsm": "shift", "action": "action"}
 TEMPORAL_TO_VARIANT = {v: k for k, v in VARIANTS.items()}
-PRECISIONS = ("fp32", "fp16", "int8")
 SCHEMA = "actionnet-edge.bench/1"
 
 

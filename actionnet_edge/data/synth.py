@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ActionNetError
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,7 @@ PAIRS: list[tuple[int, int]] = [(i, i + 1) for i in range(0, len(LABELS), 2)]
 DEFAULT_FRAMES = 16
 DEFAULT_COUNTS = {"train": 4000, "val": 800}
 _SPLIT_ID = {"train": 0, "val": 1, "test": 2}
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
+_MEAN, _STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 def _rng(seed: int, split: str, index: int) -> np.random.Generator:

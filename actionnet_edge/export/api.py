@@ -27,7 +27,7 @@ from ..checkpoint import Checkpoint, bundled_checkpoint, load_checkpoint, read_c
 from ..errors import ActionNetError, unknown_name
 from . import get_exporter
 from .base import LAYOUTS, RuntimeUnavailable
-from .edge import to_edge
+from ..models.edge import to_edge
 from .metadata import build_metadata
 from .parity import Thresholds, evaluate, summary
 from .streaming import (DEFAULT_PARITY_CLIPS, StreamRunner, add_streaming, io_names, load_stream_source,

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "fp16", "int8")
-LAYOUTS = ("NCHW", "NHWC")
+from ..constants import LAYOUTS, PRECISIONS  # noqa: F401  (re-exported by the package)
 
 #: a runner: (N, T, 3, S, S) float32 NCHW clips -> (N, K) float32 logits
 Runner = Callable[[np.ndarray], np.ndarray]

@@ -50,7 +50,7 @@ class CoreMLExporter:
                 output_names: list[str] | None = None, **options) -> dict:
         import coremltools as ct
 
-        from .edge import with_layout
+        from ..models.edge import with_layout
 
         t0 = time.perf_counter()
         if isinstance(example, torch.Tensor):

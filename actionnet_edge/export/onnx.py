@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .base import MultiRunner, RuntimeUnavailable, Runner, as_inputs, missing_extra, to_layout
-from .edge import with_layout
+from ..models.edge import with_layout
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ from torch import nn
 
 from ..errors import ActionNetError
 from .base import MultiRunner, RuntimeUnavailable, Runner, missing_extra
+from .flatbuffer import load_schema, op_counts, opcode_index, pack, tensor_types, text, unpack
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class TFLiteExporter:
         """A tuple ``example`` (multi-input step) becomes a signature with ``input_names`` /
         ``output_names`` (litert-torch, fp32 only). ``fold_layout=False`` keeps the layout
         transposes that :mod:`.tflite_layout` removes by default."""
-        from .edge import with_layout
+        from ..models.edge import with_layout
         from .tflite_layout import fold_transposes
 
         if converter not in CONVERTERS:
@@ -259,41 +260,14 @@ def _onnx2tf(net: nn.Module, x: torch.Tensor, precision: str, layout: str) -> by
         return found[0].read_bytes()
 
 
-# ----------------------------------------------------------------------------- flatbuffer helpers
-def _schema():
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema
-
-
-def _unpack(blob: bytes):
-    """The flatbuffer as a mutable ``ModelT`` (buffers stored after it by offset read in)."""
-    model = _schema().ModelT.InitFromPackedBuf(bytearray(blob), 0)
-    for buf in model.buffers or []:  # large-model layout: data after the flatbuffer, by offset
-        if getattr(buf, "offset", 0) > 1:
-            buf.data = np.frombuffer(blob[buf.offset:buf.offset + buf.size], dtype=np.uint8)
-            buf.offset, buf.size = 0, 0
-    return model
-
-
-def _pack(model, size_hint: int) -> bytes:
-    import flatbuffers
-
-    b = flatbuffers.Builder(size_hint + 1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
-
-
 def _float_io(blob: bytes) -> bytes:
     """int8 graph inputs/outputs -> float32 ones, through a QUANTIZE / DEQUANTIZE op.
 
     litert-torch's static mode folds the first quantize (and a last dequantize) into the
     graph's I/O tensors; metadata.json promises float32 clips in and logits out.
     """
-    from .tflite_layout import opcode_index
-
-    schema = _schema()
-    model = _unpack(blob)
+    schema = load_schema()
+    model = unpack(blob)
 
     changed = 0
     for sig in model.signatureDefs or [None]:
@@ -321,7 +295,7 @@ def _float_io(blob: bytes) -> bytes:
                     op.opcodeIndex, op.inputs, op.outputs = opcode_index(model, schema.BuiltinOperator.DEQUANTIZE), [old], [new]
                     sg.operators.append(op)
                 changed += 1
-    return _pack(model, len(blob)) if changed else blob
+    return pack(model, len(blob)) if changed else blob
 
 
 def embed_metadata(blob: bytes, metadata: dict, *, short_names: bool = False) -> bytes:
@@ -332,8 +306,8 @@ def embed_metadata(blob: bytes, metadata: dict, *, short_names: bool = False) ->
     MobileNetV2-ACTION at 8 x 224), and no runtime reads them (signatures and the graph's own
     inputs and outputs, which keep their names, address tensors by index).
     """
-    schema = _schema()
-    model = _unpack(blob)
+    schema = load_schema()
+    model = unpack(blob)
     if short_names:
         for sg in model.subgraphs or []:
             ends = {int(i) for i in list(sg.inputs) + list(sg.outputs)}
@@ -347,44 +321,18 @@ def embed_metadata(blob: bytes, metadata: dict, *, short_names: bool = False) ->
     entry = schema.MetadataT()
     entry.name = METADATA_NAME
     entry.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_NAME] + [entry]
-    return _pack(model, len(blob) + len(payload))
-
-
-def _name(v) -> str:
-    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
+    model.metadata = [m for m in (model.metadata or []) if text(m.name) != METADATA_NAME] + [entry]
+    return pack(model, len(blob) + len(payload))
 
 
 def read_embedded_metadata(path: str | Path) -> dict:
     """metadata.json as embedded by :func:`embed_metadata`."""
-    schema = _schema()
+    schema = load_schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
     for m in model.metadata or []:
-        if _name(m.name) == METADATA_NAME:
+        if text(m.name) == METADATA_NAME:
             return json.loads(bytes(np.asarray(model.buffers[m.buffer].data, dtype=np.uint8)).decode())
     raise ActionNetError(f"{path} has no embedded {METADATA_NAME}")
-
-
-def op_counts(blob: bytes) -> Counter:
-    """Builtin op name -> count over all subgraphs."""
-    schema = _schema()
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    model = schema.ModelT.InitFromPackedBuf(bytearray(blob), 0)
-    counts: Counter = Counter()
-    for sg in model.subgraphs or []:
-        for op in sg.operators or []:
-            code = model.operatorCodes[op.opcodeIndex]
-            counts[names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")] += 1
-    return counts
-
-
-def tensor_types(blob: bytes) -> dict[str, int]:
-    """Tensor type name -> count (e.g. how many INT8 / FLOAT16 tensors)."""
-    schema = _schema()
-    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    model = schema.ModelT.InitFromPackedBuf(bytearray(blob), 0)
-    c: Counter = Counter(names.get(t.type, str(t.type)) for sg in model.subgraphs or [] for t in sg.tensors or [])
-    return dict(sorted(c.items()))
 
 
 EXPORTER = TFLiteExporter()

@@ -30,24 +30,13 @@ import logging
 
 import numpy as np
 
-from .tflite import _pack, _schema, _unpack
+from .flatbuffer import load_schema, opcode_index, pack, unpack
 
 log = logging.getLogger(__name__)
 
 _ELEMENTWISE = ("ADD", "MUL", "SUB", "DIV", "MAXIMUM", "MINIMUM", "LOGISTIC", "TANH", "RELU", "RELU6",
                 "HARD_SWISH")
 _REDUCE = ("MEAN", "SUM")
-
-
-def opcode_index(model, builtin: int) -> int:
-    """The index of ``builtin``'s operator code in ``model``, added if it has none."""
-    for i, c in enumerate(model.operatorCodes):
-        if max(c.builtinCode, c.deprecatedBuiltinCode) == builtin:
-            return i
-    c = _schema().OperatorCodeT()
-    c.builtinCode, c.deprecatedBuiltinCode, c.version = builtin, min(builtin, 127), 1
-    model.operatorCodes.append(c)
-    return len(model.operatorCodes) - 1
 
 
 def _same_quant(a, b) -> bool:
@@ -66,7 +55,7 @@ class _Graph:
     """One subgraph with its producer and consumer maps, and the rewrites."""
 
     def __init__(self, model, sg) -> None:
-        self.model, self.sg, self.s = model, sg, _schema()
+        self.model, self.sg, self.s = model, sg, load_schema()
         self.names = {v: k for k, v in vars(self.s.BuiltinOperator).items() if not k.startswith("_")}
         self.keep = {int(i) for i in sg.outputs}
         self.index()
@@ -289,7 +278,7 @@ class _Graph:
 
 def fold_transposes(blob: bytes) -> tuple[bytes, int]:
     """``blob`` with the layout transposes it does not need removed, and how many went."""
-    model = _unpack(blob)
+    model = unpack(blob)
     folded = 0
     for sg in model.subgraphs or []:
         if any(t.shapeSignature is not None and (np.asarray(t.shapeSignature) < 0).any() for t in sg.tensors or []):
@@ -317,4 +306,4 @@ def fold_transposes(blob: bytes) -> tuple[bytes, int]:
     if not folded:
         return blob, 0
     log.info("tflite layout fold: %d transposes removed", folded)
-    return _pack(model, len(blob)), folded
+    return pack(model, len(blob)), folded

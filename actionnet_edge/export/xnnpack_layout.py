@@ -32,6 +32,8 @@ from typing import Iterator
 
 import torch
 
+from ..compat import xnnpack_extra_passes
+
 log = logging.getLogger(__name__)
 
 _NHWC = "XNN_NHWC_NODE"  # ChannelsLastTaggedReshapePass.XNN_NHWC_NODE
@@ -289,26 +291,9 @@ def _pass_class():
 
 
 @contextlib.contextmanager
-def fold_layout_copies() -> Iterator[type]:
+def fold_layout_copies() -> Iterator[type | None]:
     """Within this context, XNNPACK lowering runs :class:`FoldLayoutCopies` after its own passes.
-    Yields the pass class; its ``folded`` counts the transposes removed."""
-    import executorch.backends.xnnpack.xnnpack_preprocess as preprocess
-
-    base = getattr(preprocess, "XNNPACKPassManager", None)
-    if base is None:  # another ExecuTorch layout: lower as it comes
-        log.warning("executorch: no XNNPACKPassManager in this ExecuTorch version; layout transposes are kept")
-        yield None
-        return
+    Yields the pass class (its ``folded`` counts the transposes removed), or None if it cannot run."""
     fold = _pass_class()
-
-    class PassManager(base):
-        def __init__(self, exported_program, passes=None) -> None:
-            super().__init__(exported_program, passes)
-            if not passes:  # the default pipeline; a caller's own list is left as given
-                self.passes = [*self.passes, fold]
-
-    preprocess.XNNPACKPassManager = PassManager
-    try:
-        yield fold
-    finally:
-        preprocess.XNNPACKPassManager = base
+    with xnnpack_extra_passes(fold) as added:
+        yield fold if added else None

@@ -16,6 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ActionNetError
 
 
@@ -28,8 +29,8 @@ class Backbone:
     #: converts a pretrained state dict in the backbone's published format to this module's
     adapt: Callable[[dict], dict] = lambda sd: sd
     #: input normalisation of the pretrained weights, as (mean, std) on 0..1 RGB
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 def mobilenet_v2(width_mult: float = 1.0) -> Backbone:

@@ -14,7 +14,7 @@ and t-2; STE's 3x3x3 kernel and CE's temporal kernel cover frames t-2..t; ME use
 what a zero initial state gives the streaming form (:mod:`actionnet_edge.models.streaming`).
 
 This is the *training form* and the one model definition. Export-friendly rewrites of the
-same computation live in :mod:`actionnet_edge.export.edge` and are built from these weights.
+same computation live in :mod:`actionnet_edge.models.edge` and are built from these weights.
 """
 from __future__ import annotations
 

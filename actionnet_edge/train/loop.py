@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..checkpoint import default_preprocess, read_checkpoint, save_checkpoint
 from ..errors import ActionNetError
 from .config import Recipe
@@ -91,14 +92,14 @@ def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
 
 
 def _norm(model: nn.Module | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    mean = getattr(model, "mean", None) or (0.485, 0.456, 0.406)
-    std = getattr(model, "std", None) or (0.229, 0.224, 0.225)
+    mean = getattr(model, "mean", None) or IMAGENET_MEAN
+    std = getattr(model, "std", None) or IMAGENET_STD
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def build_datasets(recipe: Recipe, data_root: str | Path | None = None,
-                   mean: tuple[float, ...] = (0.485, 0.456, 0.406),
-                   std: tuple[float, ...] = (0.229, 0.224, 0.225)) -> tuple[Dataset, Dataset]:
+                   mean: tuple[float, ...] = IMAGENET_MEAN,
+                   std: tuple[float, ...] = IMAGENET_STD) -> tuple[Dataset, Dataset]:
     """Train and validation sets of ``recipe.data`` (``data_root`` overrides ``data.root``)."""
     from ..data import build_dataset
 

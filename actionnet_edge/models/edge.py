@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.temporal import (CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalModule, TemporalShift,
+from .temporal import (CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalModule, TemporalShift,
                                TemporalWrapper)
 
 

@@ -1,0 +1,12 @@
+"""Constants shared across packages, each written once (this module imports nothing)."""
+
+#: ImageNet per-channel normalisation (RGB) the backbones were pretrained with
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: numeric precisions an artifact can be exported in
+PRECISIONS = ("fp32", "fp16", "int8")
+#: input layouts of an exported clip: (N, T, 3, S, S) or (N, T, S, S, 3)
+LAYOUTS = ("NCHW", "NHWC")
+#: PT2E quantizers, one per runtime family
+QUANT_BACKENDS = ("xnnpack", "litert", "coreml")
