@@ -6,13 +6,15 @@ there, so the day upstream fixes one the test fails and the workaround can go.
   ``torch.export``, which only takes modules (:func:`litert_patterns_as_modules`).
 * litert-torch 0.10.0: its add/mul/cat annotators find ops by ``source_fn_stack``, which only
   strict export records (:func:`litert_annotate`); and the LiteRT converter needs one scale
-  across RESHAPE/TRANSPOSE/MEAN, which QAT's observers do not keep (:func:`align_same_scale_ranges`).
+  across RESHAPE/TRANSPOSE/MEAN, which QAT's observers do not keep (:func:`align_same_scale_ranges`);
+  its layout pass fails on a dequantize shared by several users (:func:`litert_one_dequantize_per_user`).
 * executorch 1.5.1: the XNNPACK backend has no option to add a pass after its own layout passes
   (``XNNPACKPassManager``'s default list is fixed); :func:`xnnpack_extra_passes` appends one.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import operator
 from typing import Iterator
@@ -132,6 +134,26 @@ def align_same_scale_ranges(gm: torch.fx.GraphModule) -> int:
         changed += 1
     gm.recompile()
     return changed
+
+
+def litert_one_dequantize_per_user(net: nn.Module) -> nn.Module:
+    """A copy of the PT2E graph(s) in ``net`` where each dequantize node has one user.
+
+    torchao's convert shares a dequantize between users it did not annotate; litert-torch
+    0.10's layout pass, when it puts a transpose after such a node for one user, drops the
+    node's shape and then fails on the next ("Attempting to convert non-NHWC compatible node
+    to NHWC: dequantize_per_tensor_..."). Same numbers.
+    """
+    net = copy.deepcopy(net)
+    for gm in net.modules():
+        if isinstance(gm, torch.fx.GraphModule):
+            for node in list(gm.graph.nodes):
+                if node.op == "call_function" and str(node.target).startswith("quantized_decomposed.dequantize"):
+                    for user in list(node.users)[1:]:
+                        with gm.graph.inserting_after(node):
+                            user.replace_input_with(node, gm.graph.node_copy(node))
+            gm.recompile()
+    return net.eval()
 
 
 # ----------------------------------------------------------------------------- executorch

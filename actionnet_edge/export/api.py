@@ -28,7 +28,9 @@ from ..errors import ActionNetError, unknown_name
 from . import get_exporter
 from .base import LAYOUTS, RuntimeUnavailable
 from ..models.edge import to_edge
+from ..quant import fake_quant_model, load_qat_checkpoint, quantize
 from .metadata import build_metadata
+from .clips import sample_clips
 from .parity import Thresholds, evaluate, summary
 from .streaming import (DEFAULT_PARITY_CLIPS, StreamRunner, add_streaming, io_names, load_stream_source,
                         stream_parity, streaming_section)
@@ -55,56 +57,6 @@ class ExportResult:
         return self.report["parity"].get("passed")
 
 
-# ---------------------------------------------------------------------------------------
-# clips for parity and calibration
-
-
-def sample_clips(n: int, segments: int, size: int, mean, std, *, data_root: str | Path | None = None,
-                 dataset: str | None = None, split: str = "val", seed: int = 0) -> tuple[torch.Tensor, str]:
-    """``n`` normalised clips (n, T, 3, S, S) and where they came from.
-
-    The ``split`` of a dataset on disk when ``data_root`` is given, else the synthetic
-    gesture generator (``actionnet_edge.data`` dataset ``synthetic``); uniform noise only if
-    that generator is not part of this installation.
-    """
-    from ..data import build_dataset
-
-    if data_root is not None:
-        if not dataset:
-            raise ActionNetError("--data-root needs --dataset (the reader of that folder)")
-        ds, source = build_dataset(dataset, data_root, split, segments=segments, size=size, train=False,
-                                   mean=mean, std=std, seed=seed), f"{dataset}:{split} ({data_root})"
-    else:
-        try:
-            ds = build_dataset("synthetic", None, split, segments=segments, size=size, train=False,
-                               mean=mean, std=std, seed=seed)
-            source = f"synthetic:{split}"
-        except ImportError as e:  # the generator module is not in this installation
-            log.warning("synthetic clip generator unavailable (%s): using uniform noise clips", e)
-            g = torch.Generator().manual_seed(seed)
-            x = torch.rand(n, segments, 3, size, size, generator=g)
-            m, s = torch.tensor(mean).view(1, 1, 3, 1, 1), torch.tensor(std).view(1, 1, 3, 1, 1)
-            return (x - m) / s, "uniform noise"
-    clips = []
-    for i in range(len(ds)):
-        item = ds[i]
-        clip = getattr(item, "clip", None)
-        if clip is None:  # a BadSample
-            continue
-        clips.append(clip.reshape(-1, segments, 3, size, size))
-        if sum(c.shape[0] for c in clips) >= n:
-            break
-    if not clips:
-        raise ActionNetError(f"no readable clips in {source}")
-    x = torch.cat(clips)[:n].float()
-    if x.shape[0] < n:
-        log.warning("only %d clips available in %s (asked for %d)", x.shape[0], source, n)
-    return x, source
-
-
-# ---------------------------------------------------------------------------------------
-
-
 @dataclass
 class _Source:
     """What an export starts from: the float reference model, its edge form, and the QAT state if any."""
@@ -113,6 +65,15 @@ class _Source:
     reference: torch.nn.Module  # float model the artifact is compared with
     edge: torch.nn.Module  # its edge form (what gets converted / quantized)
     qat_state: dict | None
+    t: int  # frames of a clip (the streaming step: the window its logits average over)
+
+    @property
+    def mean(self):
+        return self.ckpt.preprocess["mean"]
+
+    @property
+    def std(self):
+        return self.ckpt.preprocess["std"]
 
 
 def _load_source(checkpoint: str | Path | None, segments: int | None) -> _Source:
@@ -122,29 +83,18 @@ def _load_source(checkpoint: str | Path | None, segments: int | None) -> _Source
     raw = read_checkpoint(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     if isinstance(raw.get("qat"), dict):
-        from ..quant import load_qat_checkpoint
-
         qat = load_qat_checkpoint(ckpt.path)
         if segments is not None and int(segments) != ckpt.model.config["num_segments"]:
             raise ActionNetError("--segments cannot change T of a QAT checkpoint (its graph is fixed); re-run QAT")
         edge = qat.edge_model()  # the QAT-tuned float weights: reference and edge form at once
-        return _Source(ckpt, edge, edge, qat.state)
+        return _Source(ckpt, edge, edge, qat.state, int(edge.config["num_segments"]))
     if segments is not None and int(segments) != ckpt.model.config["num_segments"]:
         from ..models import build_from_config
 
         model = build_from_config({**ckpt.model.config, "num_segments": int(segments)})
         model.load_state_dict(ckpt.model.state_dict())  # temporal kernels do not depend on T
         ckpt.model = model.eval()
-    return _Source(ckpt, ckpt.model.eval(), to_edge(ckpt.model), None)
-
-
-def _quantize(edge: torch.nn.Module, backend: str, calib: torch.Tensor | None, qat_state: dict | None):
-    try:
-        from ..quant import quantize
-    except ImportError as e:
-        raise ActionNetError(f"int8 export needs actionnet_edge.quant, which is not available ({e})") from None
-    batches = None if calib is None else [c[None] for c in calib]
-    return quantize(edge, backend, calib=batches, qat_state=qat_state)
+    return _Source(ckpt, ckpt.model.eval(), to_edge(ckpt.model), None, int(ckpt.model.config["num_segments"]))
 
 
 def _run_torch(model: torch.nn.Module, clips: torch.Tensor) -> np.ndarray:
@@ -206,116 +156,158 @@ def export_model(
     """
     t_start = time.perf_counter()
     exporter = get_exporter(target)
+    parity_clips = parity_clips if parity_clips is not None else (DEFAULT_PARITY_CLIPS if streaming else 32)
+    _check_request(exporter, precision, layout, streaming, parity_clips, calib_clips, data_root, dataset)
+    out = Path(output) if output is not None else default_output(checkpoint, target, precision, streaming)
+    if out.exists() and not force:
+        raise ActionNetError(f"output {out} already exists; pass --force to replace it")
+    exporter.check_available()
+    th = thresholds or Thresholds()
+    src = _stream_source(checkpoint, segments, exporter) if streaming else _load_source(checkpoint, segments)
+    s = _input_size(size, src, precision)
+    example, io = _example(src, s, streaming)
+    art = (_int8(exporter, src, s, calib_clips, data_root, dataset) if precision == "int8"
+           else _Artifact(src.edge, src.reference, "float"))
+    meta, section = _metadata(exporter, src, precision, layout, s, art.quant_info, streaming)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        artifact = tmp / meta["artifact"]
+        info, convert_s = _convert(exporter, src, art, example, precision, artifact, layout, meta, io, s, options)
+        parity = _parity(exporter, artifact, layout, precision, art.reference,
+                         art.model if precision == "int8" else None, src.t, s, src.mean, src.std, data_root, dataset,
+                         parity_clips, verify, th, section, art.ref_name)
+        report = {
+            "target": target, "precision": precision, "layout": layout, "artifact": meta["artifact"],
+            "size_bytes": _size(artifact), "convert_seconds": round(convert_s, 2),
+            "export_seconds": round(time.perf_counter() - t_start, 2),
+            "checkpoint": {"path": str(src.ckpt.path), "sha256": src.ckpt.sha256}, "quantization": art.quant_info,
+            "convert": info, "parity": parity, "thresholds": th.to_dict(),
+        }
+        if section is not None:
+            report["streaming"] = {"window": section["window"], "state_tensors": len(section["state"]),
+                                   "state_floats": section["state_floats"]}
+        _publish(tmp, out, meta, report)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote %s (%s, %.1f MB) in %.1fs", out / meta["artifact"], target, report["size_bytes"] / 1e6,
+             report["export_seconds"])
+    return ExportResult(out, out / meta["artifact"], meta, report)
+
+
+def _check_request(exporter, precision: str, layout: str, streaming: bool, parity_clips: int, calib_clips: int,
+                   data_root, dataset) -> None:
+    """Reject a request the exporter cannot serve, before anything is loaded."""
     if precision not in exporter.precisions:
-        raise unknown_name(f"precision for {target}", precision, exporter.precisions)
+        raise unknown_name(f"precision for {exporter.name}", precision, exporter.precisions)
     if layout not in LAYOUTS:
         raise unknown_name("layout", layout, LAYOUTS)
-    if parity_clips is None:
-        parity_clips = DEFAULT_PARITY_CLIPS if streaming else 32
     if parity_clips < 1 or calib_clips < 1:
         raise ActionNetError("--parity-clips and --calib-clips must be positive")
     if streaming and precision != "fp32":
         raise ActionNetError(f"--streaming exports fp32 only; {precision} streaming is not supported")
     if streaming and layout != "NCHW":
         raise ActionNetError("--streaming takes NCHW frames (1, 3, S, S) only; drop --layout NHWC")
-    out = Path(output) if output is not None else default_output(checkpoint, target, precision, streaming)
-    if out.exists() and not force:
-        raise ActionNetError(f"output {out} already exists; pass --force to replace it")
     if data_root is not None and not Path(data_root).exists():
         raise ActionNetError(f"data root not found: {data_root}")
     if data_root is not None and not dataset:
         raise ActionNetError("--data-root needs --dataset (the reader of that folder)")
-    exporter.check_available()
-    th = thresholds or Thresholds()
 
-    if streaming:  # the step is all 4-D already: it is its own edge form
-        ckpt, model = load_stream_source(checkpoint, segments)
-        model.set_state_layout(exporter.stream_state_layout)
-        qat_state, edge, t = None, model, model.window
-    else:
-        src = _load_source(checkpoint, segments)
-        ckpt, qat_state, model, edge = src.ckpt, src.qat_state, src.reference, src.edge
-        t = int(model.config["num_segments"])
-    s = int(size or ckpt.preprocess["size"])
+
+def _stream_source(checkpoint, segments: int | None, exporter) -> _Source:
+    """The streaming step of a causal checkpoint: all 4-D already, it is its own edge form."""
+    ckpt, model = load_stream_source(checkpoint, segments)
+    model.set_state_layout(exporter.stream_state_layout)
+    return _Source(ckpt, model, model, None, model.window)
+
+
+def _input_size(size: int | None, src: _Source, precision: str) -> int:
+    """S of the exported input, checked against a QAT checkpoint's graph."""
+    s = int(size or src.ckpt.preprocess["size"])
     if s < 32:
         raise ActionNetError(f"--size must be at least 32, got {s}")
-    if qat_state is not None and precision == "int8" and s != qat_state["input_shape"][-1]:
-        raise ActionNetError(f"--size {s} differs from the {qat_state['input_shape'][-1]} px this QAT checkpoint was "
+    q = src.qat_state
+    if q is not None and precision == "int8" and s != q["input_shape"][-1]:
+        raise ActionNetError(f"--size {s} differs from the {q['input_shape'][-1]} px this QAT checkpoint was "
                              "trained at; export at that size or re-run QAT")
-    if qat_state is not None and precision != "int8":
-        log.warning("%s is a QAT checkpoint: exporting its float weights at %s", ckpt.path.name, precision)
-    mean, std = ckpt.preprocess["mean"], ckpt.preprocess["std"]
-    example = torch.zeros(1, t, 3, s, s)
-    io: dict[str, Any] = {}
-    if streaming:
-        example = (torch.zeros(1, 3, s, s), *model.init_state(1, s))
-        io["input_names"], io["output_names"] = io_names(model.state_spec(1, s))
+    if q is not None and precision != "int8":
+        log.warning("%s is a QAT checkpoint: exporting its float weights at %s", src.ckpt.path.name, precision)
+    return s
 
-    quant_info = None
-    export_model_, reference, ref_name = edge, model, "float"  # what the artifact's outputs are checked against
-    if precision == "int8":
-        if exporter.quant_backend is None:
-            raise ActionNetError(f"{target} has no int8 quantizer")
-        calib = None
-        if qat_state is None:
-            calib, calib_src = sample_clips(calib_clips, t, s, mean, std, data_root=data_root, dataset=dataset,
-                                            split="train", seed=1)
-            log.warning("%s is a float checkpoint: int8 by post-training calibration on %d clips (%s), not QAT",
-                        ckpt.path.name, calib.shape[0], calib_src)
-            quant_info = {"method": "ptq", "backend": exporter.quant_backend, "calibration_clips": int(calib.shape[0]),
-                          "calibration_source": calib_src}
-        else:
-            from ..quant import fake_quant_model
 
-            quant_info = {"method": "qat", "backend": exporter.quant_backend,
-                          "qat_input_shape": qat_state["input_shape"],
-                          "parity_reference": "the QAT checkpoint's fake-quantized model (what QAT trained)"}
-            reference, ref_name = fake_quant_model(edge, exporter.quant_backend, qat_state), "fake-quant QAT model"
-        export_model_ = _quantize(edge, exporter.quant_backend, calib, qat_state)
+def _example(src: _Source, s: int, streaming: bool) -> tuple[Any, dict[str, Any]]:
+    """The example input of ``convert`` and, for the streaming step, its input/output names."""
+    if not streaming:
+        return torch.zeros(1, src.t, 3, s, s), {}
+    model = src.reference
+    names = io_names(model.state_spec(1, s))
+    return (torch.zeros(1, 3, s, s), *model.init_state(1, s)), {"input_names": names[0], "output_names": names[1]}
 
+
+@dataclass
+class _Artifact:
+    """What gets converted and what its outputs are checked against."""
+
+    model: torch.nn.Module
+    reference: torch.nn.Module
+    ref_name: str
+    quant_info: dict[str, Any] | None = None
+
+
+def _int8(exporter, src: _Source, s: int, calib_clips: int, data_root, dataset) -> _Artifact:
+    """The int8 model: PTQ calibrated on clips, or the QAT checkpoint's graph checked against its fake-quant model."""
+    if exporter.quant_backend is None:
+        raise ActionNetError(f"{exporter.name} has no int8 quantizer")
+    backend, calib = exporter.quant_backend, None
+    if src.qat_state is None:
+        calib, calib_src = sample_clips(calib_clips, src.t, s, src.mean, src.std, data_root=data_root,
+                                        dataset=dataset, split="train", seed=1)
+        log.warning("%s is a float checkpoint: int8 by post-training calibration on %d clips (%s), not QAT",
+                    src.ckpt.path.name, calib.shape[0], calib_src)
+        info = {"method": "ptq", "backend": backend, "calibration_clips": int(calib.shape[0]),
+                "calibration_source": calib_src}
+        reference, ref_name = src.reference, "float"
+    else:
+        info = {"method": "qat", "backend": backend, "qat_input_shape": src.qat_state["input_shape"],
+                "parity_reference": "the QAT checkpoint's fake-quantized model (what QAT trained)"}
+        reference, ref_name = fake_quant_model(src.edge, backend, src.qat_state), "fake-quant QAT model"
+    batches = None if calib is None else [c[None] for c in calib]
+    model = quantize(src.edge, backend, calib=batches, qat_state=src.qat_state)
+    return _Artifact(model, reference, ref_name, info)
+
+
+def _metadata(exporter, src: _Source, precision: str, layout: str, s: int, quant_info, streaming: bool):
+    """metadata.json of the artifact, and the streaming section (None for a clip model)."""
+    ckpt, model = src.ckpt, src.reference
     name = f"{ckpt.path.stem}_{precision}{'_streaming' if streaming else ''}{exporter.suffix}"
-    meta = build_metadata(target=target, precision=precision, artifact=name, layout=layout, labels=ckpt.labels,
-                          segments=t, size=s, preprocess=ckpt.preprocess, model_config=model.config,
+    meta = build_metadata(target=exporter.name, precision=precision, artifact=name, layout=layout, labels=ckpt.labels,
+                          segments=src.t, size=s, preprocess=ckpt.preprocess, model_config=model.config,
                           checkpoint_name=ckpt.path.name, checkpoint_sha256=ckpt.sha256, quantization=quant_info)
     section = streaming_section(model, s) if streaming else None
-    if section is not None:
-        meta = add_streaming(meta, section)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        artifact = tmp / name
-        log.info("converting %s (%s/%s, %s %d, %d px) to %s %s %s", ckpt.path.name, model.config["arch"],
-                 model.config["temporal"], "streaming step, window" if streaming else "T =", t, s, target, precision,
-                 layout)
-        t0 = time.perf_counter()
-        info = exporter.convert(export_model_, example, precision, artifact, layout=layout, metadata=meta, **io,
-                                **options)
-        convert_s = time.perf_counter() - t0
-        if not artifact.exists():
-            raise RuntimeError(f"{target} exporter wrote no artifact at {artifact}")
-        parity = _parity(exporter, artifact, layout, precision, reference,
-                         export_model_ if precision == "int8" else None, t, s, mean, std, data_root, dataset,
-                         parity_clips, verify, th, section, ref_name)
-        report = {
-            "target": target, "precision": precision, "layout": layout, "artifact": name,
-            "size_bytes": _size(artifact), "convert_seconds": round(convert_s, 2),
-            "export_seconds": round(time.perf_counter() - t_start, 2),
-            "checkpoint": {"path": str(ckpt.path), "sha256": ckpt.sha256}, "quantization": quant_info,
-            "convert": info, "parity": parity, "thresholds": th.to_dict(),
-        }
-        if section is not None:
-            report["streaming"] = {"window": section["window"], "state_tensors": len(section["state"]),
-                                   "state_floats": section["state_floats"]}
-        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2))
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
-        if out.exists():  # --force
-            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log.info("wrote %s (%s, %.1f MB) in %.1fs", out / name, target, report["size_bytes"] / 1e6, report["export_seconds"])
-    return ExportResult(out, out / name, meta, report)
+    return (add_streaming(meta, section) if section is not None else meta), section
+
+
+def _convert(exporter, src: _Source, art: _Artifact, example, precision: str, artifact: Path, layout: str,
+             meta: dict, io: dict, s: int, options: dict) -> tuple[dict, float]:
+    """The exporter's conversion into ``artifact``; returns its info and the seconds it took."""
+    cfg = src.reference.config
+    log.info("converting %s (%s/%s, %s %d, %d px) to %s %s %s", src.ckpt.path.name, cfg["arch"], cfg["temporal"],
+             "streaming step, window" if io else "T =", src.t, s, exporter.name, precision, layout)
+    t0 = time.perf_counter()
+    info = exporter.convert(art.model, example, precision, artifact, layout=layout, metadata=meta, **io, **options)
+    if not artifact.exists():
+        raise RuntimeError(f"{exporter.name} exporter wrote no artifact at {artifact}")
+    return info, time.perf_counter() - t0
+
+
+def _publish(tmp: Path, out: Path, meta: dict, report: dict) -> None:
+    """Write the two JSON documents and move the finished folder into place (replacing an old one)."""
+    (tmp / "metadata.json").write_text(json.dumps(meta, indent=2))
+    (tmp / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    if out.exists():  # --force
+        shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
+    os.replace(tmp, out)
 
 
 def _parity(exporter, artifact: Path, layout: str, precision: str, model, quant_model, t: int, s: int, mean, std,

@@ -1,14 +1,15 @@
 """The exporter protocol: one small interface per target format.
 
 Every target lives in its own module ``actionnet_edge/export/<name>.py`` that defines a
-module-level ``EXPORTER`` object following :class:`Exporter`; the registry in
+module-level ``EXPORTER``, an instance of a subclass of :class:`Exporter`; the registry in
 :mod:`actionnet_edge.export` collects them. Toolchains are imported lazily inside the
 methods so that importing this package never needs an optional backend.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,20 +27,24 @@ class RuntimeUnavailable(Exception):
     """The artifact's runtime cannot run here (e.g. CoreML on Linux); ``str`` = reason."""
 
 
-@runtime_checkable
-class Exporter(Protocol):
-    """One target format. See the module docstring for how a target registers."""
+class Exporter:
+    """One target format; each target module subclasses this and sets ``EXPORTER``."""
 
     name: str  # "executorch" | "tflite" | "coreml" | "onnx"
     suffix: str  # ".pte" | ".tflite" | ".mlpackage" | ".onnx"
     extra: str  # the pip extra that installs its toolchain, e.g. "executorch"
-    precisions: tuple[str, ...]  # subset of PRECISIONS
-    quant_backend: str | None  # PT2E quantizer for int8: "xnnpack" | "litert" | "coreml" | None
-    stream_state_layout: str  # the streaming step's 4-D state tensors: "NCHW", or "NHWC" where the runtime's convolutions are
+    precisions: tuple[str, ...] = PRECISIONS  # subset of PRECISIONS
+    quant_backend: str | None = None  # PT2E quantizer for int8: "xnnpack" | "litert" | "coreml" | None
+    stream_state_layout: str = "NCHW"  # the streaming step's 4-D state: "NHWC" where the runtime's convolutions are
+    toolchain: tuple[str, ...] = ()  # modules ``convert`` needs, checked by check_available
 
     def check_available(self) -> None:
         """Raise ActionNetError("... pip install 'actionnet-edge[EXTRA]'") if the toolchain is missing."""
-        ...
+        for module in self.toolchain:
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise missing_extra(self.name, self.extra, e) from None
 
     def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
                 path: Path, *, layout: str = "NCHW", metadata: dict, input_names: list[str] | None = None,
@@ -52,19 +57,19 @@ class Exporter(Protocol):
         with ``input_names`` / ``output_names`` (NCHW only). Returns info for report.json
         (e.g. delegated / non-delegated ops, op list).
         """
-        ...
+        raise NotImplementedError
 
     def load(self, path: Path, *, layout: str = "NCHW") -> Runner:
         """A runner in the artifact's OWN runtime: (N, T, 3, S, S) float32 NCHW clips -> (N, K)
         logits (the runner transposes to NHWC itself when the artifact takes NHWC).
         Raises :class:`RuntimeUnavailable`."""
-        ...
+        raise NotImplementedError
 
     def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str]) -> MultiRunner:
         """A runner in the artifact's own runtime for a multi-input artifact: float32 arrays in
         ``input_names`` order -> arrays in ``output_names`` order (static batch of 1).
         Raises :class:`RuntimeUnavailable`."""
-        ...
+        raise NotImplementedError
 
 
 def missing_extra(target: str, extra: str, err: Exception) -> "ActionNetError":

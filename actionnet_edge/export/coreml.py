@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import MultiRunner, RuntimeUnavailable, Runner, missing_extra
+from .base import Exporter, MultiRunner, Runner, RuntimeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +31,13 @@ METADATA_KEY = "actionnet_edge"
 INPUT_NAME, OUTPUT_NAME = "clips", "logits"
 
 
-class CoreMLExporter:
+class CoreMLExporter(Exporter):
     name = "coreml"
     suffix = ".mlpackage"
     extra = "coreml"
     precisions = ("fp32", "fp16", "int8")
     quant_backend = "coreml"
-    stream_state_layout = "NCHW"
-
-    def check_available(self) -> None:
-        try:
-            import coremltools  # noqa: F401
-        except ImportError as e:
-            raise missing_extra(self.name, self.extra, e) from None
+    toolchain = ("coremltools",)
 
     def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
                 path: Path, *, layout: str = "NCHW", metadata: dict, input_names: list[str] | None = None,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import MultiRunner, RuntimeUnavailable, Runner, as_inputs, missing_extra
+from .base import Exporter, MultiRunner, Runner, RuntimeUnavailable, as_inputs
 from .xnnpack_layout import fold_layout_copies
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,7 @@ def one_torch_thread():
 
     The Python binding moves tensors with torch ops; with torch's pool at 2+ threads its
     OpenMP workers keep spinning after each copy and take cores from XNNPACK's own
-    threadpool. Measured on 2 cores, one streaming step of MobileNetV2-ACTION (72 inputs):
-    median 7.0 ms (p90 11 ms) with torch at 2 threads, 5.4 ms (p90 5.9 ms) at 1.
+    threadpool (docs/ARCHITECTURE.md has the measurement).
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -47,20 +46,13 @@ def one_torch_thread():
         torch.set_num_threads(before)
 
 
-class ExecuTorchExporter:
+class ExecuTorchExporter(Exporter):
     name = "executorch"
     suffix = ".pte"
     extra = "executorch"
     precisions = ("fp32", "int8")
     quant_backend = "xnnpack"
-    stream_state_layout = "NCHW"
-
-    def check_available(self) -> None:
-        try:
-            import executorch.exir  # noqa: F401
-            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # noqa: F401
-        except ImportError as e:
-            raise missing_extra(self.name, self.extra, e) from None
+    toolchain = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
 
     def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
                 path: Path, *, layout: str = "NCHW", metadata: dict, input_names: list[str] | None = None,

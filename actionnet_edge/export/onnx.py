@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import MultiRunner, RuntimeUnavailable, Runner, as_inputs, missing_extra, to_layout
+from .base import Exporter, MultiRunner, Runner, RuntimeUnavailable, as_inputs, to_layout
 from ..models.edge import with_layout
 
 log = logging.getLogger(__name__)
@@ -25,21 +25,12 @@ log = logging.getLogger(__name__)
 OPSET = 18
 
 
-class OnnxExporter:
+class OnnxExporter(Exporter):
     name = "onnx"
     suffix = ".onnx"
     extra = "onnx"
     precisions = ("fp32", "fp16")
-    quant_backend = None
-    stream_state_layout = "NCHW"
-
-    def check_available(self) -> None:
-        try:
-            import onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
-            import onnxscript  # noqa: F401
-        except ImportError as e:
-            raise missing_extra(self.name, self.extra, e) from None
+    toolchain = ("onnx", "onnxruntime", "onnxscript")
 
     def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
                 path: Path, *, layout: str = "NCHW", metadata: dict, input_names: list[str] | None = None,

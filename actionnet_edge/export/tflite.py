@@ -18,8 +18,8 @@ in the flatbuffer's ``metadata`` list under the name ``actionnet_edge_metadata``
 back with :func:`read_embedded_metadata`).
 
 Layout: after conversion :func:`.tflite_layout.fold_transposes` removes the TRANSPOSEs that
-leave the bytes in place (50 of MobileNetV2-ACTION's 72 at 8 x 224; ``fold_layout=False`` keeps
-them); the report counts them in ``layout_transposes_folded``.
+leave the bytes in place (``fold_layout=False`` keeps them); the report counts them in
+``layout_transposes_folded``.
 
 Runtime: ai-edge-litert's Interpreter (XNNPACK delegate on CPU). tflite-runtime is not used:
 its last wheel (2.14, 2023) needs numpy<2 and cannot load the op versions written here.
@@ -29,15 +29,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..compat import litert_one_dequantize_per_user
 from ..errors import ActionNetError
-from .base import MultiRunner, RuntimeUnavailable, Runner, missing_extra
+from .base import Exporter, MultiRunner, Runner, RuntimeUnavailable, missing_extra
 from .flatbuffer import load_schema, op_counts, opcode_index, pack, tensor_types, text, unpack
 
 log = logging.getLogger(__name__)
@@ -46,20 +46,14 @@ METADATA_NAME = "actionnet_edge_metadata"
 CONVERTERS = ("litert-torch", "onnx2tf")
 
 
-class TFLiteExporter:
+class TFLiteExporter(Exporter):
     name = "tflite"
     suffix = ".tflite"
     extra = "tflite"
     precisions = ("fp32", "fp16", "int8")
     quant_backend = "litert"
     stream_state_layout = "NHWC"  # LiteRT's convolutions are NHWC: the state needs no transposes
-
-    def check_available(self) -> None:
-        try:
-            import ai_edge_litert.interpreter  # noqa: F401
-            import litert_torch  # noqa: F401
-        except ImportError as e:
-            raise missing_extra(self.name, self.extra, e) from None
+    toolchain = ("ai_edge_litert.interpreter", "litert_torch")
 
     def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
                 path: Path, *, layout: str = "NCHW", metadata: dict, converter: str = "litert-torch",
@@ -181,7 +175,7 @@ def _litert_torch(net: nn.Module, x: torch.Tensor, precision: str) -> bytes:
         # the model is already the converted PT2E graph; a static config makes the converter
         # turn its quantize/dequantize pairs into int8 tensors and kernels
         quant = QuantConfig(pt2e_quantizer=make_quantizer("litert", qat=False))
-        net = _one_dequantize_per_user(net)
+        net = litert_one_dequantize_per_user(net)
     with contextlib.redirect_stdout(sys.stderr):  # litert-torch prints its progress on stdout (breaks --json)
         blob = litert_torch.convert(net.eval(), (x,), quant_config=quant).model_content()
     if precision == "int8":
@@ -189,28 +183,6 @@ def _litert_torch(net: nn.Module, x: torch.Tensor, precision: str) -> bytes:
     if precision == "fp16":
         blob = _float16_weights(blob)
     return blob
-
-
-def _one_dequantize_per_user(net: nn.Module) -> nn.Module:
-    """A copy of the PT2E graph(s) in ``net`` where each dequantize node has one user.
-
-    torchao's convert shares a dequantize between users it did not annotate; litert-torch
-    0.10's layout pass, when it puts a transpose after such a node for one user, drops the
-    node's shape and then fails on the next ("Attempting to convert non-NHWC compatible node
-    to NHWC: dequantize_per_tensor_..."). Same numbers.
-    """
-    import copy
-
-    net = copy.deepcopy(net)
-    for gm in net.modules():
-        if isinstance(gm, torch.fx.GraphModule):
-            for node in list(gm.graph.nodes):
-                if node.op == "call_function" and str(node.target).startswith("quantized_decomposed.dequantize"):
-                    for user in list(node.users)[1:]:
-                        with gm.graph.inserting_after(node):
-                            user.replace_input_with(node, gm.graph.node_copy(node))
-            gm.recompile()
-    return net.eval()
 
 
 def _float16_weights(blob: bytes) -> bytes:
@@ -302,9 +274,8 @@ def embed_metadata(blob: bytes, metadata: dict, *, short_names: bool = False) ->
     """Add metadata.json to the flatbuffer's ``metadata`` list (replacing an older entry).
 
     With ``short_names`` the graph's inner tensors are renamed ``t<index>``: litert-torch names
-    each after its full module path, up to 10% of an int8 file (318 KiB of 3.1 MiB for
-    MobileNetV2-ACTION at 8 x 224), and no runtime reads them (signatures and the graph's own
-    inputs and outputs, which keep their names, address tensors by index).
+    each after its full module path (a sizeable part of an int8 file) and no runtime reads them
+    (signatures and the graph's own inputs and outputs keep their names).
     """
     schema = load_schema()
     model = unpack(blob)

@@ -1,27 +1,9 @@
 """Layout transposes a ``.tflite`` does not need, removed from its graph after conversion.
 
-litert-torch runs convolutions in NHWC and keeps everything it cannot prove layout-agnostic in
-PyTorch's NCHW, with a TRANSPOSE at each border; a RESHAPE is always an NCHW op there. A
-temporal module splits the (N*T, C, H, W) batch into frames, so on MobileNetV2-ACTION it
-writes 7 transposes per module, and LiteRT's XNNPACK delegate runs every one (its profiler:
-72 per int8 clip against TSM's 22). Most move bytes that need not move:
-
-* the learnable shift's ``(NT, C, H, W) -> (N, T, C, HW) -> (N, C, T, HW)`` around its
-  depthwise (3, 1) conv: the NHWC bytes of the conv's input ``(N, T, HW, C)`` are the NHWC
-  bytes of x, so TRANSPOSE, RESHAPE, TRANSPOSE is one RESHAPE, and so is the way back;
-* a reduction (MEAN, SUM) of the NCHW copy of a tensor whose NHWC copy exists: it reads the
-  NHWC one, with its axes renumbered;
-* the excitation ``x * mask`` in NCHW before a TRANSPOSE to NHWC: elementwise ops run in NHWC
-  when each input is there already, is a RESHAPE away (pooled (NT, C, 1, 1) and
-  single-channel (NT, 1, H, W) tensors have the same bytes in both layouts), or is made by
-  another such elementwise op.
-
-Whether a chain of TRANSPOSE and RESHAPE ops leaves the bytes in place is not inferred from
-rules but computed: an index array is pushed through the chain's own ops. A rewrite keeps
-each tensor's type and quantization (it skips a chain whose ends are quantized differently),
-so an int8 graph computes the same integers. Ops left without consumers are removed, and the
-ops are put back in an order that runs. Every artifact is still checked for parity in LiteRT
-before it is written.
+:func:`fold_transposes` turns TRANSPOSE/RESHAPE chains that leave the bytes in place into one
+RESHAPE, points reductions at an existing NHWC copy and moves elementwise ops to NHWC; whether the
+bytes match is computed by pushing an index array through the chain, and each tensor keeps its
+type and quantization. docs/ARCHITECTURE.md ("Layout folds") has the design and what it pays.
 """
 from __future__ import annotations
 

@@ -1,27 +1,9 @@
 """Layout copies the XNNPACK delegate does not need, removed from its graph before it is serialised.
 
-ExecuTorch's ``ChannelsLastTaggedReshapePass`` runs convolutions in NHWC and everything it
-cannot prove layout-agnostic in NCHW, with a transpose (``_to_copy`` to the other memory
-format) at each border; a ``view_copy`` is always an NCHW op. A temporal module splits the
-(N*T, C, H, W) batch into frames, so on MobileNetV2-ACTION these borders cost 15 transposes per
-module, most of them of whole activations, where the bytes never needed to move:
-
-* the learnable shift's ``(NT, C, H, W) -> (N, T, C, HW) -> (N, C, T, HW)`` view and permute
-  around its depthwise (3, 1) conv: the NHWC bytes of the conv's input ``(N, T, HW, C)`` are
-  the NHWC bytes of x, so transpose, view, permute and transpose are one reshape;
-* the pooled (NT, C, 1, 1) and single-channel (NT, 1, H, W) tensors of CE, ME and STE, whose
-  NCHW and NHWC bytes are the same;
-* the excitation ``x * mask`` the pass runs in NCHW between two such borders: it is
-  elementwise, so it runs in NHWC when every input can get there without moving bytes.
-
-:class:`FoldLayoutCopies` runs after the delegate's own passes. It follows each transpose back
-through views, permutes and transposes (and the q/dq pairs of an int8 graph, which must carry
-one scale) to the furthest tensor whose physical bytes, read in the transpose's output layout,
-are already the output: the chain becomes one ``view_copy`` (XNNPACK's static reshape, which
-reshapes the physical buffer) of that tensor. Whether the bytes match is not inferred from
-rules but computed: an index tensor is pushed through the chain's own ops. Elementwise ops
-whose only consumers are transposes to NHWC are moved to NHWC when all their inputs fold.
-Every artifact is still checked for parity in the ExecuTorch runtime before it is written.
+:class:`FoldLayoutCopies` runs after ExecuTorch's own XNNPACK passes (added through
+:func:`actionnet_edge.compat.xnnpack_extra_passes`) and turns each chain of layout transposes whose
+bytes need not move into one reshape; whether the bytes match is computed by pushing an index
+tensor through the chain. docs/ARCHITECTURE.md ("Layout folds") has the design and what it pays.
 """
 from __future__ import annotations
 

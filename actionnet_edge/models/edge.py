@@ -1,26 +1,9 @@
-"""The edge form: the same ACTION-Net computation written with ops every mobile runtime
-runs natively (4-D tensors, 2-D convolutions, no Conv3d, no Conv1d, no 5-D transposes).
+"""The edge form: the same ACTION-Net computation written with ops every mobile runtime runs
+natively (4-D tensors, 2-D convolutions, no Conv3d, no Conv1d, no 5-D transposes).
 
-:func:`to_edge` builds it from a trained :class:`~actionnet_edge.models.ActionNet`; the
-training form stays the one model definition and the edge form is tested equal to it.
-
-Rewrites (x is the backbone's (N*T, C, H, W) activation):
-
-* learnable shift, depthwise Conv1d(k=3) over T -> (N, C, T, HW) view + depthwise Conv2d((3, 1));
-* STE: channel mean -> fixed 1x1 Conv2d(C, 1) of weight 1/C; Conv3d(1, 1, 3x3x3) over
-  (N, 1, T, H, W) -> Conv2d(T, T, 3x3) over (N, T, H, W) with the kernel's three taps on the
-  band t-1, t, t+1 (zero padding in time is the band's edge);
-* CE: its 1x1 convs as Linear layers on the pooled (NT, C) vectors, the Conv1d(r, r, 3) over T
-  as a block-banded Linear(T*r, T*r) on (N, T*r);
-* ME: the training form's pooled motion through its maps (it pools before the frame difference;
-  not eager's eval shortcut), the difference and its expand (a Linear) on (NT, r) vectors;
-* ACTION's ``sum(x + x * m_p)`` as ``x * (P + sum(m_p))``, the CE and ME masks summed as (NT, C)
-  vectors first. Pooled vectors stay 2-D (fully connected layers, no layout changes): as 1x1
-  convolutions on (NT, C, 1, 1) every op between them costs the delegate two layout transposes;
-* TSM's shift on 4-D (N, T, C, HW) slices;
-* causal models (taps t-2, t-1, t) get the same rewrites with the band shifted one frame back;
-* consensus: mean of per-frame features over T, then the classifier (linear, so equal to
-  the mean of per-frame logits).
+:func:`to_edge` builds it from a trained :class:`~actionnet_edge.models.ActionNet` (same weights);
+the training form stays the one model definition and the edge form is tested equal to it.
+docs/ARCHITECTURE.md ("The edge form") lists each rewrite and why.
 """
 from __future__ import annotations
 
