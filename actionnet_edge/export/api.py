@@ -25,13 +25,13 @@ import torch
 
 from ..checkpoint import Checkpoint, bundled_checkpoint, load_checkpoint, read_checkpoint
 from ..errors import ActionNetError, unknown_name
-from . import get_exporter
 from .base import LAYOUTS, RuntimeUnavailable
 from ..models.edge import to_edge
 from ..quant import fake_quant_model, load_qat_checkpoint, quantize
 from .metadata import build_metadata
 from .clips import sample_clips
 from .parity import Thresholds, evaluate, summary
+from .registry import get_exporter
 from .streaming import (DEFAULT_PARITY_CLIPS, StreamRunner, add_streaming, io_names, load_stream_source,
                         stream_parity, streaming_section)
 
