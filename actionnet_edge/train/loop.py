@@ -53,8 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..checkpoint import default_preprocess, read_checkpoint, save_checkpoint
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ActionNetError
 from .config import Recipe
 
