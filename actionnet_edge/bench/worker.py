@@ -385,9 +385,6 @@ def measure_interleaved(spec: dict) -> dict:
 def main(argv: list[str]) -> int:
     with open(argv[1]) as f:
         spec = json.load(f)
-    from actionnet_edge.malloc import keep_freed_memory  # no torch: the package's __init__ is light
-
-    malloc = keep_freed_memory()  # before any runtime allocates, as every actionnet-edge command does
     try:
         if spec.get("pair_clip"):
             result = measure_pair(spec)
@@ -395,7 +392,6 @@ def main(argv: list[str]) -> int:
             result = measure_interleaved(spec)
         else:
             result = measure(spec)
-        result["malloc"] = malloc
     except Exception as e:  # reported to the parent as one line, the traceback goes to stderr
         import traceback
 
