@@ -154,7 +154,6 @@ def _header(report: dict) -> list[str]:
         f"cores, {m['vector']}, {m['clock_ghz']} GHz; {m['os']}; load average at start {m.get('load_avg')}",
         f"- runtimes: {', '.join(f'{k} {v}' for k, v in m['runtimes'].items() if v)}",
         f"- floor assumption: {m['assumption']}",
-        *([f"- floors recomputed: {m['refloored']}"] if m.get("refloored") else []),
         *([f"- memory allocator: {m['malloc']}"] if m.get("malloc") else []),
         f"- command: `{report['command']}`",
         f"- warm-up {c['warmup']}, runs {c['runs']}"
