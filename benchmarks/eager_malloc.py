@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 
-from actionnet_edge.bench.runtimes import KEEP_FREED_MEMORY as KEEP_FREED  # noqa: E402
+from actionnet_edge.bench.runtimes import KEEP_FREED_MEMORY as KEEP_FREED
 
 CHILD = r"""
 import ctypes, json, resource, statistics, sys, time
