@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from actionnet_edge.bench.profile import human, profile_model
+from actionnet_edge.bench.macs import human, profile_model
 from actionnet_edge.data.synth import LABELS, PAIRS
 from actionnet_edge.train.config import load_recipe
 from actionnet_edge.train.loop import build_datasets, fit

@@ -1,23 +1,21 @@
 """Eager cost of each temporal module at the ten shapes where MobileNetV2 has one (8 frames, 224 px).
 
-    python benchmarks/temporal_modules.py --threads 2 --reps 50
+    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647 \
+        python benchmarks/temporal_modules.py --threads 2 --reps 50
 
 Times TSM's shift, ACTION's learnable shift and its STE / CE / ME paths and the whole ACTION
 module, summed over the ten inverted-residual blocks with a residual (24 x 56^2, 2 x 32 x 28^2,
-3 x 64 x 14^2, 2 x 96 x 14^2, 2 x 160 x 7^2, for N*T = 8), in eval with the kept allocator, as the
-bench runs eager. "ste (Conv3d)" is STE computed the official way, its Conv3d on (N, 1, T, H, W);
+3 x 64 x 14^2, 2 x 96 x 14^2, 2 x 160 x 7^2, for N*T = 8), in eval, with the malloc setting the bench's
+workers get (above). "ste (Conv3d)" is STE computed the official way, its Conv3d on (N, 1, T, H, W);
 "me (maps)" is ME through its squeezed maps and K's convolution (what training and the exports run)
 instead of eval's shortcut (ME.pooled_eval).
 """
 import argparse
 import time
 
-from actionnet_edge.malloc import keep_freed_memory
+import torch
 
-keep_freed_memory()
-import torch  # noqa: E402
-
-from actionnet_edge.models.temporal import CE, ME, STE, Action, LearnableShift, TemporalShift  # noqa: E402
+from actionnet_edge.models.temporal import CE, ME, STE, Action, LearnableShift, TemporalShift
 
 SHAPES = [(24, 56)] + [(32, 28)] * 2 + [(64, 14)] * 3 + [(96, 14)] * 2 + [(160, 7)] * 2
 

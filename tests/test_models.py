@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from actionnet_edge import ActionNetError, create_model, list_models
-from actionnet_edge.bench.profile import profile_model
+from actionnet_edge.bench.macs import profile_model
 from actionnet_edge.models import list_temporal, register_backbone
 from actionnet_edge.models.backbones import bninception
 from actionnet_edge.models.temporal import STE, Action, LearnableShift, TemporalShift
@@ -268,7 +268,7 @@ def test_pretrained_bad_files(tmp_path):
 def test_temporal_macs_are_those_of_the_official_computation(causal):
     """TemporalModule.macs (what the profile counts) equals hooks on the official computation's
     layers: the shift's Conv1d over T, STE's Conv3d, CE's and ME's 1x1 convs and temporal kernels."""
-    from actionnet_edge.bench.profile import COUNTED
+    from actionnet_edge.bench.macs import COUNTED
 
     torch.manual_seed(8)
     n, t, c, h, w = 2, 4, 32, 5, 6

@@ -226,7 +226,8 @@ def test_int8_or_nhwc_streaming_is_a_one_line_error(ckpt, tmp_path):
 def test_bench_streaming_rows_and_ratio(ckpt, tmp_path):
     _need("onnx")
     from actionnet_edge.bench.report import STREAM_FRAME_OVER_CLIP
-    from actionnet_edge.bench.run import BenchOptions, run_bench
+    from actionnet_edge.bench.options import BenchOptions
+    from actionnet_edge.bench.run import run_bench
 
     opts = BenchOptions(runtimes=["pytorch", "onnxruntime"], precisions=["fp32"], threads=[1], variants=["action"],
                         warmup=1, runs=3, verify=False, profile=False, streaming=True)
@@ -262,13 +263,13 @@ def test_bench_streaming_rows_and_ratio(ckpt, tmp_path):
             "frame / clip (in turns) | under 1/6 |") in md
 
 
-@pytest.mark.parametrize("target", ["executorch", "tflite"])
+@pytest.mark.parametrize("target", ["executorch"])
 def test_bench_profiles_the_streaming_step(target, ckpt, out_root):
     """Where a streaming goal is missed the report profiles the step too: its own runtime's
     profiler runs the step artifact (ExecuTorch: the state fed back, as the bench times it) and the
     table is per step."""
     _need(target)
-    from actionnet_edge.bench.run import _profiles
+    from actionnet_edge.bench.opprofile import profile_rows as _profiles
 
     res = _export(ckpt, out_root, target)
     runtime = {"executorch": "executorch", "tflite": "litert"}[target]

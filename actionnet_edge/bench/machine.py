@@ -2,20 +2,11 @@
 
 The floor is MACs divided by the peak multiply-accumulate rate of the cores used::
 
-    peak MAC/s = cores x FMA units per core x lanes per vector x clock
+    peak MAC/s = cores x FMA units per core x fp32 lanes x clock  (x 2 or x 4 for int8)
 
-read from /proc/cpuinfo (flags for the vector width, ``cpu MHz`` for the clock). Assumptions,
-stated in every report: 2 FMA units per core (true for Intel since Haswell and AMD since Zen 2);
-fp32 lanes = the FMA units' datapath bits / 32 (AVX-512: 16, AVX2+FMA: 8, NEON/SSE: 4), where
-AMD Zen 4 (family 19h with AVX-512) runs each 512-bit op on two 256-bit halves, so it has the
-AVX2 rate of 8 lanes per unit, while Zen 5 (family 1Ah) has full 512-bit units (measured on an
-EPYC of family 1Ah model 2 with benchmarks/peak_fma.c: 31.5 fp32 FMA per cycle per core); int8
-on AVX2 without VNNI runs through 16-bit multiply-adds (VPMADDWD: 2 MACs per 32-bit lane),
-i.e. 2x the fp32 rate, and with VNNI (VPDPBUSD: 4 MACs per lane) 4x. The clock: the kernel's ``cpu MHz`` is often the base clock (a VM reports the TSC
-rate) while the cores run at their boost clock, so on x86-64 with a C compiler :func:`measure_peaks`
-times a chain of dependent integer adds (one per cycle) to read the running clock, and the
-higher of the two is used; it also times a large fp32 and int8 GEMM, and the floor uses the
-fastest of theory and measurement: a floor is a bound no kernel can beat.
+with the vector width from /proc/cpuinfo flags and the clock from :func:`read_clock_ghz`; the
+assumptions (FMA units, lanes per CPU family, int8 rate) are in docs/benchmarks.md and stated in
+every report. A measured GEMM replaces the theory when it is faster: a floor no kernel beats.
 """
 from __future__ import annotations
 
@@ -24,7 +15,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 
-from ..malloc import describe as malloc_describe, keep_freed_memory
+from .runtimes import allocator_note
 
 
 @dataclass
@@ -44,10 +35,10 @@ class Machine:
     load_avg: tuple[float, float, float] | None
     runtimes: dict[str, str | None]
     assumption: str
-    reported_clock_ghz: float | None = None  # the kernel's figure, when a measured clock replaced it
+    clock_source: str = ""  # where clock_ghz was read (read_clock_ghz)
     # measured GEMM rates (MAC/s) per precision and thread count, from measure_peaks()
     measured_macs_per_s: dict[str, dict[int, float]] = field(default_factory=dict)
-    malloc: str = ""  # what the measuring processes' allocator does (actionnet_edge.malloc.describe)
+    malloc: str = ""  # what the measuring processes' allocator does (runtimes.allocator_note)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,47 +105,20 @@ def _vector_unit(info: dict[str, str]) -> tuple[str, int]:
     return "SSE", 4
 
 
-# one dependent add per cycle on every x86-64 core: loop time / adds = the running clock. Register
-# operands: Intel's Golden Cove and later cores fold chains of `add reg, imm` at rename (several per
-# cycle; an immediate-add chain read 11.3 GHz on a Xeon of family 6 model 207)
-_CLOCK_PROBE = r"""
-#include <stdio.h>
-#include <time.h>
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-int main(void) {
-  long best = 0; double rate = 0;
-  for (int r = 0; r < 5; r++) {
-    long n = 100000000L, x = 0; double t0 = now();
-    long one = 1;
-    __asm__ volatile("mov %1, %%rcx\n1:\n add %2, %0\n add %2, %0\n add %2, %0\n add %2, %0\n"
-                     " sub $1, %%rcx\n jnz 1b\n" : "+r"(x) : "r"(n / 4), "r"(one) : "rcx");
-    double g = n / (now() - t0) / 1e9; if (g > rate) rate = g; best += x;
-  }
-  printf("%.4f %ld\n", rate, best);
-  return 0;
-}
-"""
-
-
-def probe_clock_ghz() -> float | None:
-    """The clock the cores run at, from a compiled add chain (x86-64 with ``cc``); None elsewhere."""
-    import shutil
-    import subprocess
-    import tempfile
-
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if platform.machine() not in ("x86_64", "AMD64") or not cc:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        src, exe = os.path.join(tmp, "clock.c"), os.path.join(tmp, "clock")
-        with open(src, "w") as f:
-            f.write(_CLOCK_PROBE)
-        try:
-            subprocess.run([cc, "-O2", "-o", exe, src], check=True, capture_output=True, timeout=60)
-            out = subprocess.run([exe], check=True, capture_output=True, text=True, timeout=60).stdout
-            return round(float(out.split()[0]), 3)
-        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-            return None
+def read_clock_ghz(info: dict[str, str], cpufreq: str = "/sys/devices/system/cpu/cpu0/cpufreq") -> tuple[float | None, str]:
+    """(clock in GHz, where it was read): the rated maximum of sysfs cpufreq (``cpuinfo_max_freq``,
+    kHz) where the kernel exposes it, else ``cpu MHz`` of /proc/cpuinfo (a VM often reports its
+    base or TSC rate there, so the floor from it is higher than from the boost clock)."""
+    try:
+        with open(os.path.join(cpufreq, "cpuinfo_max_freq")) as f:
+            return int(f.read().strip()) / 1e6, "cpuinfo_max_freq of sysfs cpufreq"
+    except (OSError, ValueError):
+        pass
+    mhz = info.get("cpu MHz")
+    try:
+        return (float(mhz) / 1000.0, "cpu MHz of /proc/cpuinfo") if mhz else (None, "no clock found")
+    except ValueError:
+        return None, "no clock found"
 
 
 def set_floor(row: dict, machine: Machine, macs: int) -> None:
@@ -174,17 +138,10 @@ def _best_rate(fn, macs: int, repeats: int = 5) -> float:
 
 
 def measure_peaks(machine: Machine, threads: list[int], n: int = 2048) -> None:
-    """Measure the running clock, and an n x n x n fp32 and int8 GEMM on each thread count, into ``machine``.
-
-    A measured clock above the reported one replaces it; the GEMM rates (PyTorch's MKL / oneDNN
-    kernels, 77% (fp32) and 92% (int8) of the peak on a Zen 4) are a check: should one beat the
-    theoretical rate, the assumption is wrong for this CPU and the floor uses the measured rate.
-    """
+    """Time an n x n x n fp32 and int8 GEMM on each thread count into ``machine``: a check of the
+    theoretical rate (should a GEMM beat it, the floor uses the measured rate)."""
     import torch
 
-    clock = probe_clock_ghz()
-    if clock and (not machine.clock_ghz or clock > machine.clock_ghz):
-        machine.reported_clock_ghz, machine.clock_ghz = machine.clock_ghz, clock
     before = torch.get_num_threads()
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
@@ -205,10 +162,7 @@ def measure_peaks(machine: Machine, threads: list[int], n: int = 2048) -> None:
 
 def _assumption(m: Machine) -> str:
     """How the floor's peak rate is computed, in words, for the report."""
-    if m.reported_clock_ghz:
-        clock = f"{m.clock_ghz} GHz (measured with a dependent-add chain; the kernel reports {m.reported_clock_ghz})"
-    else:
-        clock = f"{m.clock_ghz} GHz (cpu MHz of /proc/cpuinfo)"
+    clock = f"{m.clock_ghz} GHz ({m.clock_source})"
     text = (f"peak = cores x {m.fma_units} FMA units x {m.fp32_lanes} fp32 lanes ({m.vector}) x {clock}; int8 = "
             f"{m.int8_macs_per_fp32_mac}x fp32 ({'VNNI dot products' if m.int8_macs_per_fp32_mac == 4 else 'no VNNI: 16-bit VPMADDWD'}); "
             "threads beyond physical cores add nothing")
@@ -229,17 +183,16 @@ def describe(runtime_versions: dict[str, str | None] | None = None) -> Machine:
     vector, lanes = _vector_unit(info)
     vnni = bool(flags & {"avx512_vnni", "avx_vnni", "asimddp"})
     int8_ratio = 4 if vnni else 2
-    mhz = info.get("cpu MHz")
-    clock = float(mhz) / 1000.0 if mhz else None
+    clock, clock_source = read_clock_ghz(info)
     model = info.get("model name") or platform.processor() or platform.machine()
     try:
         load = os.getloadavg()
     except OSError:
         load = None
     machine = Machine(cpu_model=model, arch=platform.machine(), logical_cores=logical, physical_cores=physical,
-                      threads_per_core=tpc, clock_ghz=clock, vector=vector, fp32_lanes=lanes, fma_units=2,
+                      threads_per_core=tpc, clock_ghz=clock, clock_source=clock_source, vector=vector, fp32_lanes=lanes, fma_units=2,
                       int8_macs_per_fp32_mac=int8_ratio, os=f"{platform.system()} {platform.release()}",
                       python=platform.python_version(), load_avg=tuple(round(x, 2) for x in load) if load else None,
-                      runtimes=runtime_versions or {}, assumption="", malloc=malloc_describe(keep_freed_memory()))
+                      runtimes=runtime_versions or {}, assumption="", malloc=allocator_note())
     machine.assumption = _assumption(machine)
     return machine

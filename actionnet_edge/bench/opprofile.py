@@ -4,23 +4,18 @@
   ``executorch.devtools.Inspector`` reads the events; XNNPACK reports each of its kernels
   ("Convolution (NHWC, F32) IGEMM", ...), ops outside the delegate appear as
   ``native_call_*``, and every ``DELEGATE_CALL`` is one delegated partition.
-- LiteRT: the Python bindings expose no op timer, so the .tflite runs (in a child process,
-  same threads) through the C API of the ``libLiteRt.so`` they ship, with LiteRT's profiler on
-  (:mod:`.litert_capi`): XNNPACK reports each of its kernels as ExecuTorch's does, ops TFLite
-  runs itself appear under their builtin names. Where that library is missing or refuses,
-  the profile falls back to the graph's op counts (:func:`litert_ops`).
+
+LiteRT's Python package has no per-op timer; its per-op profile comes from LiteRT's own
+``benchmark_model --enable_op_profiling=true`` (docs/benchmarks.md).
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 import tempfile
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 from .runtimes import measure
@@ -80,7 +75,7 @@ def etdump_profile(pte: Path, shape: tuple[int, ...], threads: int, runs: int = 
 
 def _table(kinds: dict[str, float], calls: dict[str, int], delegated: float, outside: float, partitions: int,
            top: int, per: str = "clip") -> dict:
-    """The fields both runtimes' profiles share: ms per kernel kind ranked into ``top`` rows with
+    """The profile's fields: ms per kernel kind ranked into ``top`` rows with
     their calls per ``per`` (a clip or a streaming step) and share, the op and Transpose counts, and
     the one-line summary."""
     total = delegated + outside
@@ -97,53 +92,27 @@ def _table(kinds: dict[str, float], calls: dict[str, int], delegated: float, out
     }
 
 
-def litert_ops(tflite: Path, threads: int) -> dict:
-    """How many XNNPACK partitions LiteRT makes of a .tflite, and the graph's ops.
-
-    The interpreter's node list keeps the nodes a delegate replaced next to its DELEGATE
-    nodes, so it cannot tell which ops stay on reference kernels; per-op times (and that)
-    come from ``benchmark_model --enable_op_profiling=true``.
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=str(tflite), num_threads=threads)
-    interp.allocate_tensors()
-    ops = Counter(op["op_name"] for op in interp._get_ops_details())  # noqa: SLF001 (the public API has no op list)
-    graph = {k: v for k, v in ops.items() if k != "DELEGATE"}
-    return {
-        "runtime": "litert", "source": "interpreter node list after XNNPACK delegation", "threads": threads,
-        "partitions": ops.get("DELEGATE", 0), "graph_ops": graph,
-        "summary": (f"{ops.get('DELEGATE', 0)} XNNPACK partition(s) over a graph of {sum(graph.values())} ops ("
-                    + ", ".join(f"{k} x{v}" for k, v in sorted(graph.items()))
-                    + "); which ops stay outside the delegate, and per-op times: "
-                      "benchmark_model --enable_op_profiling=true."),
-    }
-
-
-def litert_profile(tflite: Path, threads: int, runs: int = 5, top: int = 8, timeout: float = 600.0,
-                   per: str = "clip") -> dict:
-    """Per-op mean time of a .tflite (ms per clip) from LiteRT's own profiler, grouped like
-    :func:`etdump_profile`; the graph's op counts (:func:`litert_ops`) when the profiler cannot run.
-    A streaming step's ``.tflite`` runs on random inputs like any other (``per="step"``): the op
-    times do not depend on the state's values."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "actionnet_edge.bench.litert_capi", str(tflite), "--threads",
-                           str(threads), "--runs", str(runs)], capture_output=True, text=True, env=env, timeout=timeout)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        log.warning("LiteRT profiler did not run on %s (%s); op counts only", tflite.name, why)
-        fallback = litert_ops(tflite, threads)
-        fallback["summary"] = f"LiteRT profiler did not run ({why}). " + fallback["summary"]
-        return fallback
-    res = json.loads(lines[-1])
-    kinds: dict[str, float] = defaultdict(float)
-    calls: dict[str, int] = defaultdict(int)
-    for o in res["ops"]:  # one row per op name, whichever of TFLite or XNNPACK ran it
-        kinds[o["op"]] += o["ms"]
-        calls[o["op"]] += o["calls"]
-    return {"runtime": "litert", "source": "LiteRT profiler (CompiledModel C API of ai-edge-litert's libLiteRt.so)",
-            "threads": threads, "invoke_ms": res.get("invoke_ms"),
-            **_table(dict(kinds), dict(calls), sum(o["ms"] for o in res["ops"] if o["kind"] == "delegate"),
-                     sum(o["ms"] for o in res["ops"] if o["kind"] == "tflite"),
-                     litert_ops(tflite, threads)["partitions"], top, per)}
+def profile_rows(rows: list[dict], threads: int) -> dict:
+    """Per-op profiles of the ACTION (else first variant's) ExecuTorch artifacts, and of the TSM ones
+    next to them (what ACTION adds, op by op); of the streaming step too (mode "frame")."""
+    prof = {}
+    ok = [r for r in rows if r.get("status") == "ok" and r["threads"] == threads and r.get("artifact")]
+    variant = "action" if any(r["variant"] == "action" for r in ok) else (ok[0]["variant"] if ok else None)
+    for r in ok:
+        beside = variant == "action" and r["variant"] == "tsm"
+        if (r["variant"] != variant and not beside) or r["runtime"] != "executorch":
+            continue
+        step = r.get("mode", "clip") == "frame"
+        key = f"{r['variant']} {r['runtime']} {r['precision']} ({threads} thr){', streaming step' if step else ''}"
+        log.info("per-op profile: %s", key)
+        try:
+            if step:
+                section = json.loads((Path(r["artifact"]).parent / "metadata.json").read_text())["streaming"]
+                prof[key] = etdump_profile(Path(r["artifact"]), (1, 3, r["size"], r["size"]), threads,
+                                           streaming=section)
+            else:
+                prof[key] = etdump_profile(Path(r["artifact"]), (1, r["segments"], 3, r["size"], r["size"]), threads)
+        except Exception as e:  # a profiler problem must not lose the measurements
+            log.warning("profile of %s failed: %s", key, e)
+            prof[key] = {"summary": f"profile failed: {type(e).__name__}: {e}"}
+    return prof

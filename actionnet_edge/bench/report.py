@@ -129,8 +129,24 @@ def _human(n: int | None) -> str:
 
 def markdown(report: dict) -> str:
     """The report as Markdown: context, one row per measurement, the goals, per-op profiles."""
+    rows = report["rows"]
+    lines = _header(report) + _rows_table(rows) + _turns_table(rows) + _rounds_table(rows) + _streaming_table(rows)
+    if report.get("goals"):
+        lines += ["", "## Goals", "", "| goal | value | target | met |", "|---|---:|---|---|"]
+        for g in report["goals"]:
+            met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
+            lines.append(f"| {g['goal']} | {_fmt(g['value'], '.3g')} | {g['threshold']} | {met} |")
+    lines += _profiles_tables(report.get("profiles") or {})
+    if report.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
+    if report.get("charts"):
+        lines += [""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report["charts"]]
+    return "\n".join(lines) + "\n"
+
+
+def _header(report: dict) -> list[str]:
     m, c = report["machine"], report["config"]
-    lines = [
+    return [
         f"# actionnet-edge bench: {c['arch']} (width {c['width_mult']}), {c['segments']} frames x {c['size']} px",
         "",
         f"- date: {report['created']}",
@@ -138,17 +154,20 @@ def markdown(report: dict) -> str:
         f"cores, {m['vector']}, {m['clock_ghz']} GHz; {m['os']}; load average at start {m.get('load_avg')}",
         f"- runtimes: {', '.join(f'{k} {v}' for k, v in m['runtimes'].items() if v)}",
         f"- floor assumption: {m['assumption']}",
-        *([f"- floors recomputed: {m['refloored']}"] if m.get("refloored") else []),
         *([f"- memory allocator: {m['malloc']}"] if m.get("malloc") else []),
         f"- command: `{report['command']}`",
         f"- warm-up {c['warmup']}, runs {c['runs']}"
         + (f" in each of {c['rounds']} rounds (every other round in reversed order; the runs of all rounds pooled)"
            if c.get("rounds", 1) > 1 else "") + "; each measurement in its own process",
         "",
-        "| variant | runtime | precision | threads | median ms | p90 ms | min ms | x floor | peak RSS MiB | file MiB | MACs | status |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in report["rows"]:
+
+
+def _rows_table(rows: list[dict]) -> list[str]:
+    lines = ["| variant | runtime | precision | threads | median ms | p90 ms | min ms | x floor | peak RSS MiB | "
+             "file MiB | MACs | status |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
         status = r.get("status", "ok")
         if status != "ok":
             status = f"{status}: {r.get('reason', '')}"
@@ -156,7 +175,12 @@ def markdown(report: dict) -> str:
                      f"{r['precision']} | {r['threads']} | {_fmt(r.get('latency_ms_median'))} | "
                      f"{_fmt(r.get('latency_ms_p90'))} | {_fmt(r.get('latency_ms_min'))} | {_fmt(r.get('x_floor'))} | "
                      f"{_fmt(r.get('peak_rss_mb'), '.0f')} | {_fmt(r.get('file_mb'))} | {_human(r.get('macs'))} | {status} |")
-    turns = [r for r in report["rows"] if r.get("over_tsm_in_turns") is not None]
+    return lines
+
+
+def _turns_table(rows: list[dict]) -> list[str]:
+    lines: list[str] = []
+    turns = [r for r in rows if r.get("over_tsm_in_turns") is not None]
     if turns:
         lines += ["", "## Variants timed in turns", "",
                   "The variants' clips of one runtime and precision loaded in one process and timed in turns (the "
@@ -164,12 +188,17 @@ def markdown(report: dict) -> str:
                   "| runtime | precision | threads | TSN median ms | TSM median ms | ACTION median ms | ACTION over TSM |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for r in turns:
-            same = {x["variant"]: x for x in report["rows"] if x.get("mode", "clip") == "clip"
+            same = {x["variant"]: x for x in rows if x.get("mode", "clip") == "clip"
                     and (x["runtime"], x["precision"], x["threads"]) == (r["runtime"], r["precision"], r["threads"])}
             ms = [_fmt(same.get(v, {}).get("latency_ms_median_in_turns")) for v in ("tsn", "tsm", "action")]
             lines.append(f"| {r['runtime']} | {r['precision']} | {r['threads']} | {' | '.join(ms)} | "
                          f"{100 * r['over_tsm_in_turns']:+.1f}% |")
-    rounds = [r for r in report["rows"] if len(r.get("latency_ms_round_medians") or []) > 1]
+    return lines
+
+
+def _rounds_table(rows: list[dict]) -> list[str]:
+    lines: list[str] = []
+    rounds = [r for r in rows if len(r.get("latency_ms_round_medians") or []) > 1]
     if rounds:
         lines += ["", "## Round medians", "",
                   "Each measurement's median in each round (its own process each time), in round order. A slow "
@@ -182,7 +211,12 @@ def markdown(report: dict) -> str:
             lines.append(f"| {r['variant']}{' (per frame)' if r.get('mode') == 'frame' else ''} | {r['runtime']} | "
                          f"{r['precision']} | {r['threads']} | {', '.join(_fmt(m) for m in r['latency_ms_round_medians'])} "
                          f"| {spread} |")
-    frames = [r for r in report["rows"] if r.get("mode") == "frame"]
+    return lines
+
+
+def _streaming_table(rows: list[dict]) -> list[str]:
+    lines: list[str] = []
+    frames = [r for r in rows if r.get("mode") == "frame"]
     if frames:
         lines += ["", "## Streaming: per frame vs clip", "",
                   "One streaming step (one frame in, the state carried to the next) next to one clip of T frames "
@@ -201,23 +235,19 @@ def markdown(report: dict) -> str:
                          f"({r['segments']}) | {_fmt(r.get('frame_over_clip'), '.3f')} | "
                          f"{_fmt(r.get('frame_over_clip_min'), '.3f')} | "
                          f"{_fmt(r.get('frame_over_clip_paired'), '.3f')} | {met} |")
-    if report.get("goals"):
-        lines += ["", "## Goals", "", "| goal | value | target | met |", "|---|---:|---|---|"]
-        for g in report["goals"]:
-            met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
-            lines.append(f"| {g['goal']} | {_fmt(g['value'], '.3g')} | {g['threshold']} | {met} |")
-    for key, prof in (report.get("profiles") or {}).items():
+    return lines
+
+
+def _profiles_tables(profiles: dict) -> list[str]:
+    lines: list[str] = []
+    for key, prof in profiles.items():
         lines += ["", f"## Where the time goes: {key}", "", prof.get("summary", ""), ""]
         if prof.get("top"):
             per = prof.get("per", "clip")
             lines += [f"| op | calls per {per} | ms per {per} (profiled run) | share |", "|---|---:|---:|---:|"]
             lines += [f"| {t['op']} | {t.get('calls', '-')} | {t['ms']:.3f} | {100 * t['share']:.1f}% |"
                       for t in prof["top"]]
-    if report.get("notes"):
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
-    if report.get("charts"):
-        lines += [""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report["charts"]]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def charts(report: dict, out_dir: Path) -> list[Path]:

@@ -1,16 +1,9 @@
 """``run_bench``: variants x runtimes x precisions x threads, each measurement in its own process.
 
-Sources, in order: ``artifacts`` (files measured as they are), else a checkpoint (``None``:
-the bundled model, or a freshly built model when that is not installed: latency does not
-depend on the weights). From a checkpoint, every variant (TSN / TSM / ACTION) is rebuilt on
-the same backbone and weights (the temporal modules of the missing ones freshly initialised),
-saved as a checkpoint in the work folder and exported with :func:`actionnet_edge.export.export_model`
-(parity checked) for each runtime and precision.
-
-``streaming=True`` measures causal models twice per runtime: the T-frame clip export (rows with
-``mode: "clip"``) and the frame-by-frame streaming export (``mode: "frame"``: one streaming
-step, its state carried), and sets on each frame row the clip latency, their ratio and
-whether the per-frame cost is under 1/6 of the clip's (``streaming_goal_met``).
+Sources (:mod:`.sources`): the user's artifacts as they are, else one checkpoint per variant
+exported (parity checked) for each runtime and precision. Timing (:mod:`.rounds`): rounds of
+separate processes, then the variants and streaming steps timed in turns (:mod:`.in_turns`).
+With ``streaming=True`` a causal model is measured as its T-frame clip and as its streaming step.
 """
 from __future__ import annotations
 
@@ -18,21 +11,28 @@ import datetime as _dt
 import json
 import logging
 import shlex
-import statistics
 import sys
-import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+<<<<<<< HEAD
 from ..constants import PRECISIONS
 from ..errors import ActionNetError, unknown_name
+=======
+>>>>>>> house-bench
 from . import adb
-from .machine import describe, measure_peaks, set_floor
-from .runtimes import RUNTIMES, check_artifact, file_mb, get_runtime, measure, runtime_for_artifact, summarize
+from .in_turns import measure_pairs, measure_variants_in_turns, pair_streaming
+from .machine import Machine, describe, measure_peaks
+from .opprofile import profile_rows
+from .options import SCHEMA, BenchOptions, Source, frame_source
+from .report import UNITS, goals, render
+from .rounds import Plan, make_rows, pool_rounds, run_rounds, unstable_note
+from .runtimes import RUNTIMES
+from .sources import artifact_sources, export_artifact, prepare_sources
 
 log = logging.getLogger(__name__)
 
+<<<<<<< HEAD
 VARIANTS = {"tsn": "none", "tsm": "shift", "action": "action"}
 TEMPORAL_TO_VARIANT = {v: k for k, v in VARIANTS.items()}
 SCHEMA = "actionnet-edge.bench/1"
@@ -277,6 +277,8 @@ def _artifact_sources(artifacts: list[Path], opts: BenchOptions) -> list[tuple[S
         out.append((src, rt.name, precision, path))
     return out
 
+=======
+>>>>>>> house-bench
 
 def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None = None,
               options: BenchOptions | None = None, out: Path | None = None, work: Path | None = None,
@@ -286,125 +288,72 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
     opts.validate()
     notes: list[str] = []
     work = Path(work or (out / "work" if out else Path("bench_work")))
-    versions = {name: rt.version() for name, rt in RUNTIMES.items()}
-    machine = describe(versions)
-    if machine.load_avg and machine.load_avg[0] > 0.5 * machine.logical_cores:
-        notes.append(f"the machine was busy: load average {machine.load_avg} on {machine.logical_cores} cores at "
-                     "the start; latencies are noisier and slower than on a quiet machine")
+    machine = _machine(notes)
     serial = adb.parse_device(opts.device) if opts.device else None
-
-    # what to measure: (source, runtime, precision, artifact | None, (status, reason) if not measurable)
-    plan: list[tuple[Source, str, str, Path | None, tuple | None]] = []
     if artifacts:
-        for src, rt, prec, path in _artifact_sources([Path(a) for a in artifacts], opts):
-            plan.append((src, rt, prec, path, None))
+        plan: Plan = [(src, rt, prec, path, None) for src, rt, prec, path in
+                      artifact_sources([Path(a) for a in artifacts], opts)]
     else:
-        sources = prepare_sources(Path(checkpoint) if checkpoint else None, opts, work, notes)
-        for src in sources:
-            for rt in opts.runtimes:
-                for prec in opts.precisions:
-                    for streaming in (False, True) if opts.streaming else (False,):
-                        if rt == "pytorch":
-                            if prec == "fp32":
-                                plan.append((_frame_source(src, {"window": src.segments}) if streaming else src,
-                                             rt, prec, src.checkpoint, None))
-                            continue
-                        missing = None if serial else RUNTIMES[rt].missing()
-                        frame = _frame_source(src, None) if streaming else src
-                        if missing:
-                            plan.append((frame, rt, prec, None, ("skipped", missing)))
-                            continue
-                        artifact, reason = _export(src, rt, prec, work, opts, streaming)
-                        if streaming and artifact is not None:
-                            frame.streaming = json.loads((artifact.parent / "metadata.json").read_text())["streaming"]
-                        plan.append((frame, rt, prec, artifact, reason))
-
-    rows: list[dict] = []
-    # what to time: (row, source, runtime, artifact, threads, the measurements of each round)
-    jobs: list[tuple[dict, Source, str, Path, int, list[dict]]] = []
-    for src, rt, prec, artifact, reason in plan:
-        for threads in opts.threads:
-            row = {"variant": src.variant, "mode": src.mode, "runtime": rt, "precision": prec, "threads": threads,
-                   "device": opts.device or "local", "segments": src.segments, "size": src.size,
-                   "artifact": str(artifact) if artifact else None,
-                   "file_mb": file_mb(artifact), "macs": src.macs, "params": src.params,
-                   "latency_ms_median": None, "latency_ms_p90": None, "latency_ms_min": None, "peak_rss_mb": None}
-            rows.append(row)
-            if reason or artifact is None:
-                status, why = reason or ("error", "no artifact")
-                row.update(status=status, reason=why)
-            else:
-                jobs.append((row, src, rt, artifact, threads, []))
-    # The variants of one runtime, precision and thread count run back to back (the plan lists them
-    # variant by variant), so the pairs the goals compare are measured seconds apart, not minutes.
-    order = {(rt, prec, th): i for i, (rt, prec, th) in enumerate(dict.fromkeys(
-        (j[2], j[0]["precision"], j[4]) for j in jobs))}
-    jobs.sort(key=lambda j: order[(j[2], j[0]["precision"], j[4])])
-    # Rounds: every measurement once per round, in its own process, the order reversed every other
-    # round, so that a slow spell of a shared machine falls on all variants instead of one.
-    rounds = 1 if serial else opts.rounds
+        plan = _export_plan(prepare_sources(Path(checkpoint) if checkpoint else None, opts, work, notes),
+                            opts, work, serial)
+    rows, jobs = make_rows(plan, opts)
     if jobs and not serial:  # the floor's peak rate: theory, or a measured GEMM if the cores run faster
         measure_peaks(machine, sorted(set(opts.threads)))
-    total, done, t_start = len(jobs) * rounds, 0, time.perf_counter()
-    for r in range(rounds):
-        for row, src, rt, artifact, threads, got in jobs if r % 2 == 0 else jobs[::-1]:
-            prec = row["precision"]
-            shape = (1, 3, src.size, src.size) if src.mode == "frame" else (1, src.segments, 3, src.size, src.size)
-            if serial:
-                res = adb.run_on_device(serial, rt, artifact, opts.binaries[rt], threads=threads, warmup=opts.warmup,
-                                        runs=opts.runs, dry_run=opts.dry_run, echo=echo)
-                if res is None:  # dry run
-                    continue
-            else:
-                res = measure(rt, artifact=artifact, config=src.config, shape=shape, threads=threads,
-                              warmup=opts.warmup, runs=opts.runs, max_seconds=opts.max_seconds, streaming=src.streaming)
-            done += 1
-            got.append(res)
-            if "error" in res or "skipped" in res:
-                log.warning("[%d/%d] %s %s %s %d thr: %s", done, total, src.variant, rt, prec, threads,
-                            res.get("error") or res.get("skipped"))
-                continue
-            elapsed = time.perf_counter() - t_start
-            log.info("[%d/%d]%s %s %s%s %s %d thr: median %.2f ms, p90 %.2f ms, peak RSS %.0f MiB (ETA %.0f s)",
-                     done, total, f" round {r + 1}/{rounds}:" if rounds > 1 else "", src.variant, rt,
-                     " per frame" if src.mode == "frame" else "", prec, threads,
-                     res.get("latency_ms_median") or float("nan"), res.get("latency_ms_p90") or float("nan"),
-                     res.get("peak_rss_mb") or float("nan"), elapsed / done * (total - done))
-    for row, src, rt, artifact, threads, got in jobs:
-        bad = next((x for x in got if "error" in x or "skipped" in x), None)
-        if bad is not None or not got:
-            row.update(status="error" if bad is None or "error" in bad else "skipped",
-                       reason=(bad or {}).get("error") or (bad or {}).get("skipped") or "not measured")
-            continue
-        row.update({k: v for k, v in got[0].items() if k != "latencies_ms"})
-        pooled = [v for x in got for v in x.get("latencies_ms", [])]
-        if pooled:  # the runs of all rounds together
-            row.update(summarize(pooled))
-        row["rounds"] = len(got)
-        if len(got) > 1:
-            row["latency_ms_round_medians"] = [x.get("latency_ms_median") for x in got]
-        if any(x.get("peak_rss_mb") for x in got):
-            row["peak_rss_mb"] = max(x.get("peak_rss_mb") or 0 for x in got)
-        row["status"] = "ok"
-        if not serial and src.macs:
-            set_floor(row, machine, src.macs)
+    run_rounds(jobs, opts, serial, echo)
+    pool_rounds(jobs, None if serial else machine)
     if opts.dry_run:
         return {"schema": SCHEMA, "dry_run": True, "rows": []}
-    unstable = round_spreads(rows)
-    if unstable:
-        (worst, spread), n = max(unstable, key=lambda u: u[1]), len(unstable)
-        notes.append(f"the machine's speed changed during the run: the round medians of {n} measurement"
-                     f"{'s' if n > 1 else ''} differ by more than {UNSTABLE_ROUNDS:.0%} (most: {worst}, {spread:+.0%}); "
-                     "ratios between runtimes of this run moved with them (see 'Round medians'; the variants "
-                     "timed in turns are not affected)")
+    note = unstable_note(rows)
+    notes.extend([note] if note else [])
     if not serial:
         measure_variants_in_turns(jobs, opts)
     if opts.streaming:
         measure_pairs(jobs, opts)
     pair_streaming(rows)
+    report = _report(rows, plan, machine, opts, notes, command, serial)
+    if out:
+        render(report, Path(out))
+    return report
 
-    from .report import UNITS, goals, render
 
+def _machine(notes: list[str]) -> Machine:
+    """This machine and the runtime versions; a note when it was busy at the start."""
+    machine = describe({name: rt.version() for name, rt in RUNTIMES.items()})
+    if machine.load_avg and machine.load_avg[0] > 0.5 * machine.logical_cores:
+        notes.append(f"the machine was busy: load average {machine.load_avg} on {machine.logical_cores} cores at "
+                     "the start; latencies are noisier and slower than on a quiet machine")
+    return machine
+
+
+def _export_plan(sources: list[Source], opts: BenchOptions, work: Path, serial: str | None) -> Plan:
+    """What to measure from the sources: every runtime and precision (and with ``streaming`` the
+    streaming step too), each export made or reused from the work folder."""
+    plan: Plan = []
+    for src in sources:
+        for rt in opts.runtimes:
+            for prec in opts.precisions:
+                for streaming in (False, True) if opts.streaming else (False,):
+                    if rt == "pytorch":
+                        if prec == "fp32":
+                            plan.append((frame_source(src, {"window": src.segments}) if streaming else src,
+                                         rt, prec, src.checkpoint, None))
+                        continue
+                    missing = None if serial else RUNTIMES[rt].missing()
+                    frame = frame_source(src, None) if streaming else src
+                    if missing:
+                        plan.append((frame, rt, prec, None, ("skipped", missing)))
+                        continue
+                    artifact, reason = export_artifact(src, rt, prec, work, opts, streaming)
+                    if streaming and artifact is not None:
+                        frame.streaming = json.loads((artifact.parent / "metadata.json").read_text())["streaming"]
+                    plan.append((frame, rt, prec, artifact, reason))
+    return plan
+
+
+def _report(rows: list[dict], plan: Plan, machine: Machine, opts: BenchOptions, notes: list[str],
+            command: str | None, serial: str | None) -> dict:
+    """The report dict: command, machine, configuration, rows, goals, notes and per-op profiles."""
+    first = plan[0][0] if plan else None
     report = {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -412,11 +361,10 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
         "machine": machine.to_dict(),
         "config": {"arch": next((s.config.get("arch") for s, *_ in plan), None),
                    "width_mult": next((s.config.get("width_mult") for s, *_ in plan), None),
-                   "segments": plan[0][0].segments if plan else opts.segments,
-                   "size": plan[0][0].size if plan else opts.size, "threads": opts.threads,
+                   "segments": first.segments if first else opts.segments,
+                   "size": first.size if first else opts.size, "threads": opts.threads,
                    "warmup": opts.warmup, "runs": opts.runs, "rounds": 1 if serial else opts.rounds,
-                   "device": opts.device or "local",
-                   "verify": opts.verify, "streaming": opts.streaming},
+                   "device": opts.device or "local", "verify": opts.verify, "streaming": opts.streaming},
         "units": UNITS,
         "rows": rows,
         "goals": [] if serial else goals(rows),
@@ -426,142 +374,5 @@ def run_bench(checkpoint: str | Path | None = None, artifacts: list[Path] | None
     }
     missed = any(g["met"] is False for g in report["goals"])
     if not serial and (opts.profile or (opts.profile is None and missed)):
-        report["profiles"] = _profiles(rows, max(opts.threads))
-    if out:
-        render(report, Path(out))
+        report["profiles"] = profile_rows(rows, max(opts.threads))
     return report
-
-
-#: round medians of one measurement further apart than this (max / min - 1) make a note in the report
-UNSTABLE_ROUNDS = 0.30
-
-
-def round_spreads(rows: list[dict], limit: float = UNSTABLE_ROUNDS) -> list[tuple[str, float]]:
-    """(name, max / min - 1) of the measurements whose round medians differ by more than ``limit``:
-    a slow spell of a shared machine slows a whole process, so it shows as a round apart."""
-    out = []
-    for r in rows:
-        meds = [m for m in r.get("latency_ms_round_medians") or [] if m]
-        if len(meds) > 1 and max(meds) / min(meds) - 1 > limit:
-            out.append((f"{r['variant']} {r['runtime']} {r['precision']} {r['threads']} thr"
-                        f"{' per frame' if r.get('mode') == 'frame' else ''}", max(meds) / min(meds) - 1))
-    return out
-
-
-def measure_variants_in_turns(jobs: list, opts: BenchOptions) -> None:
-    """ACTION and TSM (and TSN) of each runtime, precision and thread count once more, their clip
-    artifacts loaded side by side in one process and timed in turns (worker.measure_interleaved,
-    ``runs x rounds`` clips each): ``over_tsm_in_turns`` on the ACTION row is the ratio of those
-    medians - 1, which a slow spell of a shared machine moves far less than the ratio of two rows
-    measured in separate processes. Each row of the group gets its ``latency_ms_median_in_turns``."""
-    groups: dict[tuple, dict] = {}
-    for job in jobs:
-        row = job[0]
-        if row["mode"] == "clip" and row.get("status") == "ok":
-            key = (row["runtime"], row["precision"], row["threads"], row["segments"], row["size"])
-            groups.setdefault(key, {})[row["variant"]] = job
-    for (rt, prec, threads, segments, size), by_variant in groups.items():
-        if not {"action", "tsm"} <= set(by_variant):
-            continue
-        src = by_variant["action"][1]
-        items = {v: {"artifact": str(job[3]) if job[3] else None, "config": job[1].config} for v, job in by_variant.items()}
-        res = measure(rt, artifact=None, config=src.config, shape=(1, segments, 3, size, size), threads=threads,
-                      warmup=opts.warmup, runs=opts.runs * max(1, opts.rounds), interleave=items)
-        if "interleaved_ms" not in res:
-            by_variant["action"][0]["in_turns_error"] = res.get("error") or res.get("skipped") or "no result"
-            log.warning("%s %s variants in turns: %s", rt, prec, by_variant["action"][0]["in_turns_error"])
-            continue
-        for v, times in res["interleaved_ms"].items():
-            by_variant[v][0]["latency_ms_median_in_turns"] = statistics.median(times)
-            by_variant[v][0]["runs_in_turns"] = len(times)
-        action, tsm = (by_variant[v][0]["latency_ms_median_in_turns"] for v in ("action", "tsm"))
-        by_variant["action"][0]["over_tsm_in_turns"] = action / tsm - 1.0
-        log.info("%s %s %d thr, variants in turns: %s; ACTION over TSM %+.1f%%", rt, prec, threads,
-                 ", ".join(f"{v} {job[0]['latency_ms_median_in_turns']:.2f} ms" for v, job in by_variant.items()),
-                 100 * (action / tsm - 1.0))
-
-
-_PAIR_KEY = ("variant", "runtime", "precision", "threads", "device", "segments", "size")
-
-
-def _pair_key(row: dict) -> tuple:
-    return tuple(row.get(k) for k in _PAIR_KEY)
-
-
-def measure_pairs(jobs: list, opts: BenchOptions) -> None:
-    """Each measured streaming step once more, side by side with its clip in one process and timed
-    in turns (worker.measure_pair): ``frame_over_clip_paired`` is the median over the blocks of
-    (mean of T steps) / (the clip next to them), which a slow spell of a shared machine moves far
-    less than the ratio of two medians measured in separate processes."""
-    clips = {_pair_key(row): artifact for row, _, _, artifact, _, _ in jobs
-             if row["mode"] == "clip" and row.get("status") == "ok"}
-    for row, src, rt, artifact, threads, _ in jobs:
-        if row["mode"] != "frame" or row.get("status") != "ok" or _pair_key(row) not in clips:
-            continue
-        pair_clip = {"shape": [1, src.segments, 3, src.size, src.size]}
-        if rt != "pytorch":  # pytorch runs the one checkpoint (or config) both ways
-            pair_clip["artifact"] = str(clips[_pair_key(row)])
-        res = measure(rt, artifact=artifact, config=src.config, shape=(1, 3, src.size, src.size), threads=threads,
-                      warmup=opts.warmup, runs=opts.runs, streaming=src.streaming, pair_clip=pair_clip)
-        if "pair_clip_ms" not in res:
-            row["paired_error"] = res.get("error") or res.get("skipped") or "no result"
-            log.warning("%s %s step and clip in turns: %s", src.variant, rt, row["paired_error"])
-            continue
-        ratios = [statistics.fmean(steps) / c for c, steps in zip(res["pair_clip_ms"], res["pair_step_ms"])]
-        row.update(frame_over_clip_paired=statistics.median(ratios), paired_blocks=len(ratios),
-                   paired_clip_ms_median=statistics.median(res["pair_clip_ms"]),
-                   paired_step_ms_median=statistics.median(v for b in res["pair_step_ms"] for v in b))
-        log.info("%s %s %d thr, step and clip in turns: %d blocks, step %.2f ms, clip %.2f ms, frame / clip %.3f",
-                 src.variant, rt, threads, len(ratios), row["paired_step_ms_median"], row["paired_clip_ms_median"],
-                 row["frame_over_clip_paired"])
-
-
-def pair_streaming(rows: list[dict]) -> None:
-    """On each frame row: the clip row's median, frame / clip, and whether the step is under
-    STREAM_FRAME_OVER_CLIP of the clip: judged on ``frame_over_clip_paired`` where it was measured
-    (step and clip timed in turns), else on the two rows' medians."""
-    from .report import STREAM_FRAME_OVER_CLIP
-
-    clips = {_pair_key(r): r for r in rows if r.get("mode", "clip") == "clip" and r.get("status") == "ok"}
-    for r in rows:
-        if r.get("mode") != "frame":
-            continue
-        clip = clips.get(_pair_key(r))
-        ok = clip is not None and r.get("status") == "ok"
-        ratio = r["latency_ms_median"] / clip["latency_ms_median"] if ok else None
-        r["clip_latency_ms_median"] = clip["latency_ms_median"] if clip else None
-        r["frame_over_clip"] = ratio
-        # the same ratio of the fastest runs: steadier than the medians on a shared machine
-        r["frame_over_clip_min"] = r["latency_ms_min"] / clip["latency_ms_min"] if ok else None
-        judged = r.get("frame_over_clip_paired", ratio) if ok else None
-        r["streaming_goal_met"] = None if judged is None else judged < STREAM_FRAME_OVER_CLIP
-
-
-def _profiles(rows: list[dict], threads: int) -> dict:
-    """Per-op profiles of the ACTION (else first variant's) ExecuTorch and LiteRT artifacts, and of
-    the TSM ones next to them (what ACTION adds, op by op); of the streaming step too (mode "frame")."""
-    from .opprofile import etdump_profile, litert_profile
-
-    prof = {}
-    ok = [r for r in rows if r.get("status") == "ok" and r["threads"] == threads and r.get("artifact")]
-    variant = "action" if any(r["variant"] == "action" for r in ok) else (ok[0]["variant"] if ok else None)
-    for r in ok:
-        beside = variant == "action" and r["variant"] == "tsm"
-        if (r["variant"] != variant and not beside) or r["runtime"] not in ("executorch", "litert"):
-            continue
-        step = r.get("mode", "clip") == "frame"
-        key = f"{r['variant']} {r['runtime']} {r['precision']} ({threads} thr){', streaming step' if step else ''}"
-        log.info("per-op profile: %s", key)
-        try:
-            if r["runtime"] == "executorch" and step:
-                section = json.loads((Path(r["artifact"]).parent / "metadata.json").read_text())["streaming"]
-                prof[key] = etdump_profile(Path(r["artifact"]), (1, 3, r["size"], r["size"]), threads,
-                                           streaming=section)
-            elif r["runtime"] == "executorch":
-                prof[key] = etdump_profile(Path(r["artifact"]), (1, r["segments"], 3, r["size"], r["size"]), threads)
-            else:
-                prof[key] = litert_profile(Path(r["artifact"]), threads, per="step" if step else "clip")
-        except Exception as e:  # a profiler problem must not lose the measurements
-            log.warning("profile of %s failed: %s", key, e)
-            prof[key] = {"summary": f"profile failed: {type(e).__name__}: {e}"}
-    return prof

@@ -19,6 +19,10 @@ from ..errors import ActionNetError, unknown_name
 log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).with_name("worker.py")
+#: glibc malloc keeping freed memory (no mmap per large block, no trimming): an eager PyTorch
+#: forward then reuses its activations' pages instead of faulting them in again
+#: (benchmarks/eager_malloc.py). Set in the worker processes' environment unless the user set one.
+KEEP_FREED_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,23 @@ def summarize(latencies_ms: list[float]) -> dict:
             "runs": len(latencies_ms)}
 
 
+def worker_env(threads: int) -> dict[str, str]:
+    """The environment of a measuring process: one explicit thread budget for every runtime
+    (OpenMP/MKL pools must not oversubscribe) and glibc's malloc keeping freed memory."""
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    env.setdefault("GLIBC_TUNABLES", KEEP_FREED_MEMORY)
+    return env
+
+
+def allocator_note(env: dict[str, str] | None = None) -> str:
+    """One line for a report: the measuring processes' malloc setting."""
+    tunables = (worker_env(1) if env is None else env).get("GLIBC_TUNABLES", "")
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return "the platform's malloc, untouched"
+    return f"glibc malloc with GLIBC_TUNABLES={tunables}" if tunables else "glibc malloc defaults"
+
+
 def measure(runtime: str, *, artifact: Path | None, config: dict | None, shape: tuple[int, ...], threads: int,
             warmup: int, runs: int, timeout: float = 1800.0, etdump: Path | None = None,
             max_seconds: float | None = None, streaming: dict | None = None, pair_clip: dict | None = None,
@@ -154,9 +175,7 @@ def measure(runtime: str, *, artifact: Path | None, config: dict | None, shape: 
         spec["pair_clip"] = pair_clip
     if interleave:
         spec["interleave"] = interleave
-    env = dict(os.environ)
-    # every runtime gets the same, explicit thread budget; OpenMP/MKL pools must not oversubscribe
-    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    env = worker_env(threads)
     with tempfile.TemporaryDirectory(prefix="ane-bench-") as tmp:
         spec_path, out_path, err_path = (Path(tmp) / n for n in ("spec.json", "out.txt", "err.txt"))
         spec_path.write_text(json.dumps(spec))

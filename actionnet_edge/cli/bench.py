@@ -101,7 +101,7 @@ def _runtimes() -> list[str]:
 @click.option("--accuracy", callback=_accuracy, help="Top-1 per variant for the accuracy-vs-MACs chart: "
               "'tsn=85.1,tsm=88.2,action=89.0' or a JSON file.")
 @click.option("--profile/--no-profile", "profile", default=None,
-              help="Per-op profiles of the ExecuTorch/LiteRT artifacts [default: when a goal is missed].")
+              help="Per-op profiles (ETDump) of the ExecuTorch artifacts [default: when a goal is missed].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench_out"), show_default=True,
               help="Folder for report.json, report.md and the PNG charts.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path),
@@ -117,7 +117,8 @@ def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segm
     measured side by side; the report states the goals (met or not) and where time goes.
     With --streaming, each runtime also runs the streaming step one frame at a time.
     """
-    from ..bench.run import BenchOptions, run_bench
+    from ..bench.options import BenchOptions
+    from ..bench.run import run_bench
     from ..bench.runtimes import runtime_for_artifact
 
     if checkpoint is not None and artifacts:

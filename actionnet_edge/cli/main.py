@@ -14,7 +14,6 @@ import click
 
 from .._version import __version__
 from ..errors import ActionNetError, unknown_name
-from ..malloc import keep_freed_memory
 
 # command name -> module in this package that defines a click command called `command`
 COMMANDS = {
@@ -77,7 +76,6 @@ def main(verbose: int, quiet: bool) -> None:
     """ACTION-Net video action recognition from training to phones."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
-    keep_freed_memory()  # eager PyTorch on CPU: 2-3x faster without glibc's mmap churn (see malloc.py)
 
 
 if __name__ == "__main__":  # pragma: no cover

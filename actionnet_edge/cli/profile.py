@@ -5,7 +5,7 @@ import json
 
 import click
 
-from ..bench.profile import compare, human, profile_model
+from ..bench.macs import compare, human, profile_model
 from ..models import create_model, list_models, list_temporal
 from .options import choice
 

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 def run_quickstart(out: Path, checkpoint: str | None = None, parity_clips: int = 32, force: bool = False) -> dict:
     """Profile the model, then export + verify it for each installed target (fp32; int8 where
     the target has an int8 path). Returns the summary written to ``out/summary.json``."""
-    from ..bench.profile import profile_model
+    from ..bench.macs import profile_model
     from ..checkpoint import load_checkpoint
     from ..export import EXPORTERS
     from ..export.api import export_model

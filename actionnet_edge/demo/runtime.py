@@ -36,7 +36,6 @@ def artifact_file(artifact_dir: Path, meta: dict[str, Any]) -> tuple[str, Path]:
     from ..export import EXPORTERS
 
     by_suffix = {e.suffix: name for name, e in EXPORTERS.items()}
-    by_suffix.setdefault(".onnx", "onnx")
     name = meta.get("artifact") or meta.get("file")
     if name:
         path = artifact_dir / Path(str(name)).name
@@ -54,49 +53,26 @@ def artifact_file(artifact_dir: Path, meta: dict[str, Any]) -> tuple[str, Path]:
 
 
 def open_artifact(artifact_dir: str | Path) -> Model:
-    """Load an exported artifact folder with its exporter's own runtime (``Exporter.load``)."""
+    """Load an exported artifact folder with its exporter's own loader (``Exporter.load``, or
+    ``StreamRunner.load`` for a streaming artifact)."""
     from ..export import EXPORTERS, RuntimeUnavailable
+    from ..export.streaming import StreamRunner
 
     d = Path(artifact_dir)
     meta = read_metadata(d)
     target, path = artifact_file(d, meta)
-    layout = str(meta.get("layout", "NCHW"))
-    if "streaming" in meta:
-        from ..export.streaming import StreamRunner
-
-        if target not in EXPORTERS:
-            raise ActionNetError(f"{path}: no runtime for target '{target}' in this installation")
-        try:
-            stream = StreamRunner.load(EXPORTERS[target], path, meta["streaming"])
-        except RuntimeUnavailable as e:
-            raise ActionNetError(f"cannot run {path.name} here: {e}") from None
-        return Model(meta, None, f"{path.name} ({target}, {meta.get('precision', 'fp32')}, streaming: one inference "
-                                 f"per frame)", path, stream)
-    if target in EXPORTERS:
-        try:
-            run = EXPORTERS[target].load(path, layout=layout)
-        except RuntimeUnavailable as e:
-            raise ActionNetError(f"cannot run {path.name} here: {e}") from None
-    elif target == "onnx":  # the onnx exporter module is not in this installation: same engine
-        run = _onnx_runner(path, layout)
-    else:
+    if target not in EXPORTERS:
         raise ActionNetError(f"{path}: no runtime for target '{target}' in this installation")
-    return Model(meta, run, f"{path.name} ({target}, {meta.get('precision', 'fp32')})", path)
-
-
-def _onnx_runner(path: Path, layout: str) -> Runner:
+    precision = meta.get("precision", "fp32")
     try:
-        import onnxruntime as ort
-    except ImportError as e:
-        raise ActionNetError(f"running .onnx needs onnxruntime ({e}); pip install 'actionnet-edge[onnx]'") from None
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-
-    def run(clips: np.ndarray) -> np.ndarray:
-        x = clips.transpose(0, 1, 3, 4, 2) if layout == "NHWC" else clips
-        return sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-    return run
+        if "streaming" in meta:
+            stream = StreamRunner.load(EXPORTERS[target], path, meta["streaming"])
+            return Model(meta, None, f"{path.name} ({target}, {precision}, streaming: one inference per frame)",
+                         path, stream)
+        run = EXPORTERS[target].load(path, layout=str(meta.get("layout", "NCHW")))
+    except RuntimeUnavailable as e:
+        raise ActionNetError(f"cannot run {path.name} here: {e}") from None
+    return Model(meta, run, f"{path.name} ({target}, {precision})", path)
 
 
 def open_checkpoint(path: str | Path | None) -> Model:

@@ -100,8 +100,8 @@ class ExecuTorchExporter(Exporter):
             "stage_seconds": {"export": round(t1 - t0, 2), "lower": round(t2 - t1, 2), "serialise": round(t3 - t2, 2)},
         }
 
-    def load(self, path: Path, *, layout: str = "NCHW") -> Runner:
-        method = self._method(path)
+    def load(self, path: Path, *, layout: str = "NCHW", threads: int | None = None, etdump: bool = False) -> Runner:
+        program, method = self._method(path, threads, etdump)
 
         def run(clips: np.ndarray) -> np.ndarray:
             # the program has a static batch of 1: run clip by clip
@@ -110,10 +110,12 @@ class ExecuTorchExporter(Exporter):
                         for c in clips]
             return torch.cat([o.reshape(1, -1) for o in outs]).numpy()
 
+        run.write_etdump = program.write_etdump_result_to_file  # type: ignore[attr-defined]
         return run
 
-    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str]) -> MultiRunner:
-        method = self._method(path)
+    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str], threads: int | None = None,
+                   etdump: bool = False) -> MultiRunner:
+        program, method = self._method(path, threads, etdump)
         found = (method.metadata.num_inputs(), method.metadata.num_outputs())
         if found != (len(input_names), len(output_names)):
             raise RuntimeError(f"{Path(path).name} has {found[0]} inputs / {found[1]} outputs, expected "
@@ -124,15 +126,21 @@ class ExecuTorchExporter(Exporter):
                 outs = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in inputs])
             return [np.array(o.numpy(), copy=True) for o in outs]  # copies: the method reuses its buffers
 
+        run.write_etdump = program.write_etdump_result_to_file  # type: ignore[attr-defined]
         return run
 
     @staticmethod
-    def _method(path: Path):
+    def _method(path: Path, threads: int | None = None, etdump: bool = False):
+        """(program, its forward method); ``threads`` resizes XNNPACK's process-wide pool."""
         try:
+            from executorch.extension.pybindings import portable_lib
             from executorch.runtime import Runtime
         except ImportError as e:
             raise RuntimeUnavailable(f"executorch runtime not installed ({e})") from None
-        return Runtime.get().load_program(str(path)).load_method("forward")
+        if threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+        program = Runtime.get().load_program(str(path), enable_etdump=etdump)
+        return program, program.load_method("forward")
 
 
 def read_embedded_metadata(path: Path) -> dict:

@@ -63,12 +63,9 @@ class OnnxExporter(Exporter):
         log.info("onnx: exported in %.1fs, opset %d, %d nodes", time.perf_counter() - t0, OPSET, sum(ops.values()))
         return {"opset": OPSET, "ops": dict(sorted(ops.items())), "metadata_embedded": "metadata_props"}
 
-    def load(self, path: Path, *, layout: str = "NCHW") -> Runner:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise RuntimeUnavailable(f"onnxruntime not installed ({e})") from None
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    def load(self, path: Path, *, layout: str = "NCHW", threads: int | None = None,
+             shared_pool: bool = False) -> Runner:
+        sess = _session(path, threads, shared_pool)
         inp = sess.get_inputs()[0]
 
         def run(clips: np.ndarray) -> np.ndarray:
@@ -77,12 +74,9 @@ class OnnxExporter(Exporter):
 
         return run
 
-    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str]) -> MultiRunner:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise RuntimeUnavailable(f"onnxruntime not installed ({e})") from None
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str], threads: int | None = None,
+                   shared_pool: bool = False) -> MultiRunner:
+        sess = _session(path, threads, shared_pool)
         found = ([i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()])
         if found != (list(input_names), list(output_names)):
             raise RuntimeError(f"{Path(path).name}: its inputs/outputs are not the ones metadata.json names")
@@ -92,6 +86,21 @@ class OnnxExporter(Exporter):
             return [np.asarray(o, dtype=np.float32) for o in sess.run(output_names, feed)]
 
         return run
+
+
+def _session(path: Path, threads: int | None, shared_pool: bool):
+    """A CPU session: ``threads`` intra-op threads (None: ORT's default), or with ``shared_pool`` the
+    process's global pool (set beforehand with onnxruntime's set_global_thread_pool_sizes)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise RuntimeUnavailable(f"onnxruntime not installed ({e})") from None
+    opts = ort.SessionOptions()
+    if shared_pool:
+        opts.use_per_session_threads = False
+    elif threads:
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 class _Half(nn.Module):

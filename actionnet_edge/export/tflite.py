@@ -102,14 +102,14 @@ class TFLiteExporter(Exporter):
             "stage_seconds": {"convert": round(t1 - t0, 2)},
         }
 
-    def load(self, path: Path, *, layout: str = "NCHW") -> Runner:
+    def load(self, path: Path, *, layout: str = "NCHW", threads: int = 2) -> Runner:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as e:
             raise RuntimeUnavailable(f"ai-edge-litert not installed ({e})") from None
         from .base import to_layout
 
-        interp = Interpreter(model_path=str(path), num_threads=2)
+        interp = Interpreter(model_path=str(path), num_threads=threads)
         interp.allocate_tensors()
         inp = interp.get_input_details()[0]
         out = interp.get_output_details()[0]
@@ -125,12 +125,13 @@ class TFLiteExporter(Exporter):
 
         return run
 
-    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str]) -> MultiRunner:
+    def load_multi(self, path: Path, *, input_names: list[str], output_names: list[str],
+                   threads: int = 2) -> MultiRunner:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as e:
             raise RuntimeUnavailable(f"ai-edge-litert not installed ({e})") from None
-        runner = Interpreter(model_path=str(path), num_threads=2).get_signature_runner()
+        runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner()
         found = (set(runner.get_input_details()), set(runner.get_output_details()))
         if found != (set(input_names), set(output_names)):
             raise RuntimeError(f"{Path(path).name}: its inputs/outputs are not the ones metadata.json names")
