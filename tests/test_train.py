@@ -51,6 +51,7 @@ def uninterrupted(tmp_path_factory):
     return out, res
 
 
+@pytest.mark.slow  # training
 def test_run_writes_checkpoints_and_metrics(uninterrupted):
     out, res = uninterrupted
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
@@ -69,6 +70,7 @@ def test_run_writes_checkpoints_and_metrics(uninterrupted):
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow  # training
 def test_resume_equals_uninterrupted(tmp_path, uninterrupted):
     full, _ = uninterrupted
     # stop after epoch 0 (4 clips/batch, 8 clips: 2 steps per epoch), then resume for epoch 1
@@ -83,6 +85,7 @@ def test_resume_equals_uninterrupted(tmp_path, uninterrupted):
     assert [r["epoch"] for r in rows] == [0, 1]
 
 
+@pytest.mark.slow  # training
 def test_metrics_rows_follow_the_checkpoint_on_resume(tmp_path):
     """Rows a killed run wrote past its last checkpoint are dropped on resume (no duplicate epochs)."""
     fit(tiny(), tmp_path, max_steps=2)
@@ -152,6 +155,7 @@ def test_cli_errors(tmp_path):
     assert r.exit_code == 2 and "--resume" in r.output
 
 
+@pytest.mark.slow  # training
 def test_cli_trains_on_a_written_jester_tree(tmp_path):
     r = _cli("data", "synth", "--out", str(tmp_path / "data"), "--train", "4", "--val", "2", "--size", "40x40",
              "--frames", "6")
@@ -173,6 +177,7 @@ def test_cli_trains_on_a_written_jester_tree(tmp_path):
                                                 data=ran.data).to_dict()
 
 
+@pytest.mark.slow  # training
 def test_ddp_two_gloo_processes(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -204,6 +209,7 @@ def finished(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # training
 def test_resume_of_a_finished_run_trains_nothing_and_says_so(finished):
     before = {p.name: p.read_bytes() for p in (finished / "last.pt", finished / "metrics.jsonl")}
     r = _cli("train", "--resume", "--output", str(finished))
@@ -214,6 +220,7 @@ def test_resume_of_a_finished_run_trains_nothing_and_says_so(finished):
     assert json.loads(r.output.strip().splitlines()[-1])["epochs_trained"] == 0
 
 
+@pytest.mark.slow  # training
 def test_resume_with_another_recipe_is_one_error_naming_the_differences(finished):
     r = _cli("train", str(SYNTH), "--resume", "--output", str(finished))  # the file: 5 epochs, other keys
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
@@ -225,6 +232,7 @@ def test_resume_with_another_recipe_is_one_error_naming_the_differences(finished
     assert r.exit_code == 2
 
 
+@pytest.mark.slow  # training
 def test_resume_extends_epochs_only_when_asked(finished, tmp_path):
     import shutil
 
