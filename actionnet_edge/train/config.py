@@ -25,7 +25,7 @@ from ..errors import ActionNetError
 from .schedule import SCHEDULES
 
 __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "QATConfig", "Recipe", "load_recipe", "parse_recipe",
-           "apply_overrides", "QAT_BACKENDS", "recipe_differences", "resumed_recipe", "resolved_recipe"]
+           "apply_overrides", "QAT_BACKENDS", "recipe_differences", "resumed_recipe", "resolved_recipe", "check_same_run"]
 
 #: backends a ``qat`` section may name (the QAT code maps each to a PT2E quantizer).
 QAT_BACKENDS = ("xnnpack", "coreml", "litert")
@@ -364,3 +364,18 @@ def resolved_recipe(recipe: Recipe, data_root: str | Path | None = None) -> Reci
     root = os.path.abspath(os.path.expanduser(str(root))) if root is not None else None
     dataset = "jester" if d.dataset == "synthetic" and root is not None else d.dataset
     return dataclasses.replace(recipe, data=dataclasses.replace(d, dataset=dataset, root=root))
+
+
+def check_same_run(recipe: Recipe, stored: Any, where: str) -> None:
+    """Resuming the run of checkpoint ``where`` (recipe ``stored``) with ``recipe``: an error naming
+    every difference, but a longer ``train.epochs``. A checkpoint without a recipe is not checked."""
+    if not isinstance(stored, dict):
+        return
+    before = parse_recipe(stored, source=f"{where} (the run's recipe)")
+    diffs = recipe_differences(before, recipe)
+    if recipe.train.epochs < before.train.epochs:
+        diffs.insert(0, f"train.epochs: {before.train.epochs} in the run, {recipe.train.epochs} given (only "
+                        "extending is allowed)")
+    if diffs:
+        raise ActionNetError(f"resuming {where} with another recipe ({'; '.join(diffs)}): resume with the run's "
+                             "own recipe, or start a new run in another folder")

@@ -1,26 +1,15 @@
 """The one training loop: fp32 training and QAT fine-tuning, single process or DDP.
 
-Usage::
-
-    from actionnet_edge.train.config import load_recipe
-    from actionnet_edge.train.loop import fit
     result = fit(load_recipe("recipes/synthetic.yaml"), "runs/synth")
 
-:func:`fit` reads as its steps, as torchtune's recipes do: set up the process, the data, the
-model, the optimizer; restore a run being resumed; then per epoch train, validate and save.
-SGD (or AdamW) with the recipe's schedule (:mod:`~actionnet_edge.train.schedule`, set per
-optimizer step), gradient clipping, cross-entropy on clip logits. Every epoch writes ``last.pt``
-(model, optimizer, epoch, recipe, metrics rows, RNG state), ``best.pt`` when top-1 improves,
-then its row of ``metrics.jsonl`` (and TensorBoard ``tb/``); ``recipe.yaml`` records the recipe
-that ran. ``resume=True`` continues ``last.pt`` with the run's own recipe (only ``train.epochs``
-may grow); every epoch re-seeds sampler, dropout and workers from ``(train.seed, epoch)``, so a
-resumed run equals an uninterrupted one on CPU. Bad samples are skipped, counted and named.
-
-Distributed: ``torchrun --nproc_per_node N -m actionnet_edge.cli.main train ...`` (gloo on CPU,
-nccl and AMP on GPU); ``train.batch_size`` is the global batch; rank 0 writes files.
-
-QAT passes a PT2E-prepared ``GraphModule`` as ``model`` and :class:`Hooks`: ``set_train_mode``,
-``on_epoch_start`` (freeze observers / BN), ``save`` (its checkpoint format) and ``load_state``.
+:func:`fit` reads as its steps, as torchtune's recipes do: set up the process, data, model and
+optimizer; restore a run being resumed (with its own recipe: only ``train.epochs`` may grow);
+then per epoch train, validate, save. Each epoch writes ``last.pt`` (weights, optimizer, recipe,
+metrics rows, RNG state), ``best.pt`` when top-1 improves, then its ``metrics.jsonl`` row (and
+TensorBoard ``tb/``); ``recipe.yaml`` records the recipe that runs. Sampler, dropout and workers
+are seeded from ``(train.seed, epoch)``, so a resumed run equals an uninterrupted one on CPU.
+DDP under ``torchrun`` (gloo on CPU, nccl and AMP on GPU); ``train.batch_size`` is the global
+batch; rank 0 writes. QAT passes a PT2E-prepared ``GraphModule`` and :class:`Hooks`.
 """
 from __future__ import annotations
 
@@ -45,16 +34,14 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..checkpoint import default_preprocess, read_checkpoint, save_checkpoint
 from ..errors import ActionNetError
 from ..progress import bar_enabled, progress
-from .config import Recipe, recipe_differences, resolved_recipe
+from .builders import (_collate, _default_train_mode, _norm, _seed_worker, _tensorboard, build_datasets, build_model,
+                       evaluate_model)
+from .config import Recipe, check_same_run, resolved_recipe
 from .schedule import lr_factor
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Hooks", "fit", "build_model", "build_datasets", "evaluate_model"]
-
-
-def _default_train_mode(model: nn.Module, training: bool) -> None:
-    model.train(training)
 
 
 def _default_load_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -107,65 +94,6 @@ class _Run:
 
     def out_of_steps(self) -> bool:
         return self.max_steps is not None and self.done_steps >= self.max_steps
-
-
-# ----------------------------------------------------------------------------- builders
-def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
-    """The recipe's model (ImageNet backbone weights from ``model.pretrained`` if given)."""
-    from ..models import create_model
-
-    m = recipe.model
-    return create_model(m.arch, m.temporal, recipe.data.segments, num_classes, m.width_mult,
-                        pretrained=m.pretrained, dropout=m.dropout, causal=m.causal, consensus=m.consensus)
-
-
-def build_datasets(recipe: Recipe, data_root: str | Path | None = None,
-                   mean: tuple[float, ...] = (0.485, 0.456, 0.406),
-                   std: tuple[float, ...] = (0.229, 0.224, 0.225)) -> tuple[Dataset, Dataset]:
-    """Train and validation sets of ``recipe.data`` (``data_root`` overrides ``data.root``)."""
-    from ..data import build_dataset
-
-    d = recipe.data
-    root = data_root if data_root is not None else d.root
-    sets = []
-    for split, train, n in (("train", True, d.num_train), ("val", False, d.num_val)):
-        opts: dict[str, Any] = {}
-        if d.dataset == "synthetic" and root is None and n is not None:
-            opts["n"] = n
-        ds = build_dataset(d.dataset, root, split, segments=d.segments, size=d.size, train=train, mean=mean,
-                           std=std, flip=d.flip and train, seed=d.seed, **opts)
-        if n is not None and "n" not in opts and n < len(ds):
-            labels, flip_map = ds.labels, getattr(ds, "flip_map", None)
-            ds = Subset(ds, range(n))
-            ds.labels, ds.flip_map = labels, flip_map  # type: ignore[attr-defined]
-        sets.append(ds)
-    if len(sets[0]) == 0:
-        raise ActionNetError("the training split is empty")
-    return sets[0], sets[1]
-
-
-def _collate(batch: list) -> dict[str, Any]:
-    from ..data import collate
-
-    return collate(batch)
-
-
-def _seed_worker(worker_id: int) -> None:
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
-@torch.no_grad()
-def evaluate_model(model: nn.Module, loader: DataLoader, device: torch.device,
-                   set_train_mode: Callable[[nn.Module, bool], None] = _default_train_mode) -> dict[str, float]:
-    """Top-1/top-5/loss over ``loader`` (summed across DDP ranks), via the one evaluation
-    function :func:`actionnet_edge.train.evaluate.evaluate`."""
-    from .evaluate import evaluate
-
-    r = evaluate(model, loader, device=device, set_train_mode=set_train_mode, log_every=60.0)
-    return {"top1": r["top1"], "top5": r["top5"], "loss": r["loss"], "samples": int(r["num_samples"]),
-            "bad": int(r["skipped"])}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -292,7 +220,7 @@ def _restore(run: _Run) -> None:
     state = raw.get("train_state")
     if not isinstance(state, dict):
         raise ActionNetError(f"{last} has no training state to resume from")
-    _check_same_run(run.recipe, raw.get("recipe"), last)
+    check_same_run(run.recipe, raw.get("recipe"), str(last))
     run.hooks.load_state(run.model, raw["state_dict"])
     run.opt.load_state_dict(state["optimizer"])
     if run.use_amp and state.get("scaler"):
@@ -304,21 +232,6 @@ def _restore(run: _Run) -> None:
         rows = list({r["epoch"]: r for r in _read_rows(run.out / "metrics.jsonl")}.values())
     run.rows = [r for r in rows if r.get("epoch", -1) < run.start_epoch]
     log.info("resuming from %s at epoch %d (best top-1 so far %.4f)", last, run.start_epoch + 1, run.best)
-
-
-def _check_same_run(recipe: Recipe, stored: Any, last: Path) -> None:
-    from .config import parse_recipe
-
-    if not isinstance(stored, dict):
-        return  # a checkpoint written by other code: nothing to compare
-    before = parse_recipe(stored, source=f"{last} (the run's recipe)")
-    diffs = recipe_differences(before, recipe)
-    if recipe.train.epochs < before.train.epochs:
-        diffs.insert(0, f"train.epochs: {before.train.epochs} in the run, {recipe.train.epochs} given (only "
-                        "extending is allowed)")
-    if diffs:
-        raise ActionNetError(f"resuming {last} with another recipe ({'; '.join(diffs)}): resume with the run's "
-                             "own recipe, or start a new run in another folder")
 
 
 def _start_outputs(run: _Run) -> None:
@@ -462,12 +375,6 @@ def _save(run: _Run, path: Path, extra: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- small helpers
-def _norm(model: nn.Module | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    mean = getattr(model, "mean", None) or (0.485, 0.456, 0.406)
-    std = getattr(model, "std", None) or (0.229, 0.224, 0.225)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
             "python": repr(random.getstate())}
@@ -484,15 +391,6 @@ def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _tensorboard(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception as e:  # tensorboard missing or broken: metrics.jsonl still has everything
-        log.warning("TensorBoard logging off (%s)", e)
-        return None
-    return SummaryWriter(str(path))
 
 
 def _hms(seconds: float) -> str:
