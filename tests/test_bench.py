@@ -120,6 +120,7 @@ def test_measure_peaks_records_gemm_rates_and_states_them():
     assert "measured square GEMMs" in m.assumption and "fp32 1 thr" in m.assumption
 
 
+@pytest.mark.slow  # exports and bench runs
 @pytest.mark.parametrize("runtime", CPU_RUNTIMES)
 def test_each_runtime_runner_measures_the_tiny_model(report, runtime):
     row = _row(report["report"], runtime=runtime, variant="action", precision="fp32", threads=1)
@@ -140,6 +141,7 @@ def test_coreml_is_skipped_with_the_reason_off_macos(report):
         assert row["latency_ms_median"] is None if "latency_ms_median" in row else True
 
 
+@pytest.mark.slow  # exports and bench runs
 def test_report_structure_units_and_files(report):
     rep, out = report["report"], report["out"]
     assert rep["schema"] == "actionnet-edge.bench/1" and rep["created"].endswith("+00:00")
@@ -157,6 +159,7 @@ def test_report_structure_units_and_files(report):
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # exports and bench runs
 @pytest.mark.skipif("executorch" not in CPU_RUNTIMES, reason="executorch not installed")
 def test_etdump_profile_counts_each_kernel_kind(report):
     """The per-op profile of the tiny ACTION .pte: every kind's calls per clip and time, and the
@@ -221,6 +224,7 @@ def test_goals_ratios_from_rows():
     assert g["executorch int8 file size (action)"]["met"] is True
 
 
+@pytest.mark.slow  # exports and bench runs
 def test_cli_json_prints_one_object_with_rows(tmp_path, tiny_checkpoint):
     r = CliRunner().invoke(main, ["bench", "--checkpoint", str(tiny_checkpoint), "--runtimes", "pytorch",
                                   "--precision", "fp32", "--variants", "action", "--threads", "1", "--segments", "2",
@@ -233,6 +237,7 @@ def test_cli_json_prints_one_object_with_rows(tmp_path, tiny_checkpoint):
     assert row["latency_ms_median"] > 0 and row["threads"] == 1
 
 
+@pytest.mark.slow  # exports and bench runs
 def test_rounds_alternate_the_order_and_pool_the_runs(tmp_path, tiny_checkpoint, monkeypatch):
     """--rounds 3: every measurement once per round, the variants of one runtime and thread count
     back to back, the order reversed every other round, the runs of all rounds pooled into one
@@ -278,6 +283,7 @@ def test_rounds_alternate_the_order_and_pool_the_runs(tmp_path, tiny_checkpoint,
         BenchOptions(rounds=0).validate()
 
 
+@pytest.mark.slow  # exports and bench runs
 def test_exports_are_reused_only_from_the_same_checkpoint_and_code(tmp_path, tiny_checkpoint, monkeypatch):
     """The work folder's artifact is reused when its metadata.json names this checkpoint's sha256
     and this code's (export.metadata.code_sha256); after a code change it is exported again."""

@@ -7,12 +7,14 @@ import pytest
 import yaml
 
 from actionnet_edge.errors import ActionNetError
+from actionnet_edge.models import MIN_INPUT_SIZE, check_input_size
 from actionnet_edge.train.config import Recipe, load_recipe, parse_recipe
+from actionnet_edge.train.schedule import step_epochs
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 GOOD = {"model": {"arch": "mobilenet_v2", "temporal": "action"},
         "data": {"dataset": "synthetic", "segments": 8, "size": 64},
-        "train": {"epochs": 3, "batch_size": 4, "lr": 0.01, "lr_steps": [1, 2]}}
+        "train": {"epochs": 3, "batch_size": 4, "lr": 0.01, "lr_steps": [0.34, 0.67]}}
 
 
 def _write(tmp_path, raw) -> Path:
@@ -31,23 +33,54 @@ def test_every_shipped_recipe_validates(path):
     r = load_recipe(path)
     assert isinstance(r, Recipe)
     assert r.train.lr > 0 and r.train.epochs > 0
-    assert not r.train.lr_steps or r.train.lr_steps[-1] < r.train.epochs
+    assert all(0 < f < 1 for f in r.train.lr_steps)
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_shipped_recipe_validates_with_one_epoch(path):
+    r = load_recipe(path, ["train.epochs=1"])
+    assert r.train.epochs == 1 and step_epochs(r.train.lr_steps, 1) == []
+
+
+def test_epoch_steps_are_an_error_that_says_how_to_fix_it(tmp_path):
+    with pytest.raises(ActionNetError, match=r"train.lr_steps: steps are fractions of the run in \(0, 1\), got 3; "
+                                             r"for a step after epoch E of 5 write E/5"):
+        load_recipe(_write(tmp_path, GOOD), ["train.epochs=5", "train.lr_steps=[3, 4]"])
+    with pytest.raises(ActionNetError, match="only for lr_schedule: step"):
+        load_recipe(_write(tmp_path, GOOD), ["train.lr_schedule=cosine"])
+    with pytest.raises(ActionNetError, match="train.warmup: a fraction of the run"):
+        load_recipe(_write(tmp_path, GOOD), ["train.warmup=2"])
+
+
+def test_size_rule_is_the_models_one(tmp_path):
+    with pytest.raises(ActionNetError, match=f"data.size must be an integer of at least {MIN_INPUT_SIZE} px, got 30"):
+        load_recipe(_write(tmp_path, GOOD), ["data.size=30"])
+    assert load_recipe(_write(tmp_path, GOOD), [f"data.size={MIN_INPUT_SIZE}"]).data.size == MIN_INPUT_SIZE
+    assert check_input_size(MIN_INPUT_SIZE) == MIN_INPUT_SIZE
+    for bad in (MIN_INPUT_SIZE - 1, 0, 32.0, True):
+        with pytest.raises(ActionNetError, match="--size must be"):
+            check_input_size(bad, "--size")
 
 
 def test_paper_schedules():
     by = {p.stem: load_recipe(p) for p in RECIPES}
     for stem, steps, epochs in (("jester_mbv2_action", [10, 20, 25], 30),
                                 ("egogesture_mbv2_action", [5, 10, 15], 25),
-                                ("ssv2_mbv2_action", [30, 40, 45], 50)):
+                                ("ssv2_mbv2_action", [30, 40, 45], 50),
+                                ("synthetic", [3, 4], 5)):
         r = by[stem]
-        assert (r.train.lr_steps, r.train.epochs, r.train.lr, r.train.batch_size) == (steps, epochs, 0.01, 64)
+        assert (step_epochs(r.train.lr_steps, r.train.epochs), r.train.epochs) == (steps, epochs), stem
+        assert r.train.lr_schedule == "step" and r.train.warmup == 0
+        if stem == "synthetic":
+            continue
+        assert (r.train.lr, r.train.batch_size) == (0.01, 64)
         assert r.model.dropout == 0.5 and r.data.segments == 8 and r.train.weight_decay == 5e-4
 
 
 def test_defaults_and_typed_overrides(tmp_path):
-    r = load_recipe(_write(tmp_path, GOOD), ["train.lr=0.05", "train.lr_steps=[2]", "data.flip=true",
+    r = load_recipe(_write(tmp_path, GOOD), ["train.lr=0.05", "train.lr_steps=[0.5]", "data.flip=true",
                                               "model.pretrained=null", "train.clip_grad=5"])
-    assert r.train.lr == 0.05 and r.train.lr_steps == [2] and r.data.flip is True
+    assert r.train.lr == 0.05 and r.train.lr_steps == [0.5] and r.data.flip is True
     assert r.train.clip_grad == 5.0 and isinstance(r.train.clip_grad, float)
     assert r.train.momentum == 0.9 and r.qat is None
     assert r.to_dict()["train"]["lr"] == 0.05

@@ -106,6 +106,7 @@ def video(tmp_path_factory) -> Path:
     return write_mp4(moving_square(20), tmp_path_factory.mktemp("video") / "gesture.mp4")
 
 
+@pytest.mark.slow  # ONNX export of the tiny model
 def test_run_live_matches_window_by_hand(artifact, video, tmp_path):
     """Every prediction equals the artifact's runtime on the window built by hand."""
     model = open_artifact(artifact)
@@ -132,6 +133,7 @@ def test_run_live_matches_window_by_hand(artifact, video, tmp_path):
     assert not list(tmp_path.glob(".out*"))
 
 
+@pytest.mark.slow  # ONNX export of the tiny model
 def test_cli_demo_run_on_video(artifact, video, tmp_path):
     r = CliRunner().invoke(main, ["demo", "run", "--video", str(video), "--artifact", str(artifact),
                                   "--stride", "1", "--json", str(tmp_path / "r.json")])
@@ -162,6 +164,7 @@ def test_cli_demo_run_with_checkpoint_in_pytorch(video, tmp_path):
     ([], "exactly one of --video FILE or --camera N"),
     (["--video", "{video}", "--artifact", "{empty}"], "no metadata.json"),
 ])
+@pytest.mark.slow  # ONNX export of the tiny model
 def test_cli_demo_run_bad_input_is_one_line_error(args, message, tmp_path, video, artifact):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"\0not a video" * 100)

@@ -201,6 +201,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes
 def test_distributed_evaluation_sums_over_ranks(tmp_path):
     import socket
 

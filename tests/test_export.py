@@ -48,6 +48,7 @@ def out_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("exports")
 
 
+@pytest.mark.slow  # whole-model conversion
 @pytest.mark.parametrize("target", list(EXPORTERS))
 def test_export_fp32(target, ckpt, out_root):
     if not target_available(target):
@@ -85,6 +86,7 @@ def test_export_fp32(target, ckpt, out_root):
         assert p["skipped"]  # e.g. CoreML on Linux: the reason is recorded
 
 
+@pytest.mark.slow  # whole-model conversion
 def test_executorch_fully_delegated(ckpt, out_root):
     if not target_available("executorch"):
         pytest.skip("executorch not installed")
@@ -93,6 +95,7 @@ def test_executorch_fully_delegated(ckpt, out_root):
     assert conv["non_delegated_compute_ops"] == {} and conv["fully_delegated"]
 
 
+@pytest.mark.slow  # whole-model conversion
 def test_executorch_embeds_metadata(ckpt, out_root):
     if not target_available("executorch"):
         pytest.skip("executorch not installed")
@@ -103,6 +106,7 @@ def test_executorch_embeds_metadata(ckpt, out_root):
 
 
 
+@pytest.mark.slow  # whole-model conversion
 def test_executorch_runs_with_torch_at_one_thread_and_restores_it(ckpt, out_root):
     if not target_available("executorch"):
         pytest.skip("executorch not installed")
@@ -122,6 +126,7 @@ def test_executorch_runs_with_torch_at_one_thread_and_restores_it(ckpt, out_root
     finally:
         torch.set_num_threads(before)
 
+@pytest.mark.slow  # whole-model conversion
 def test_onnx_embeds_metadata(ckpt, out_root):
     if not target_available("onnx"):
         pytest.skip("onnx not installed")
@@ -133,6 +138,7 @@ def test_onnx_embeds_metadata(ckpt, out_root):
     assert json.loads(props["actionnet_edge.metadata"])["segments"] == T
 
 
+@pytest.mark.slow  # whole-model conversion
 def test_executorch_int8_bundled_model(tmp_path):
     """PTQ of the bundled (trained) model: int8 .pte parity in ExecuTorch's runtime.
 
@@ -219,6 +225,7 @@ def test_precision_not_supported(ckpt, tmp_path):
     assert r.exit_code == 2 and "fp16" in r.output
 
 
+@pytest.mark.slow  # whole-model conversion
 def test_parity_failure_leaves_nothing(ckpt, tmp_path):
     if not target_available("onnx"):
         pytest.skip("onnx not installed")
@@ -228,6 +235,7 @@ def test_parity_failure_leaves_nothing(ckpt, tmp_path):
     assert _nothing_left(tmp_path, "o")
 
 
+@pytest.mark.slow  # whole-model conversion
 def test_no_verify_says_so(ckpt, tmp_path):
     if not target_available("onnx"):
         pytest.skip("onnx not installed")

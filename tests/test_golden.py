@@ -173,6 +173,7 @@ def _streaming_metadata(path: Path) -> Path:
 
 @pytest.mark.skipif(shutil.which("kotlinc") is None or not all(j.exists() for j in _JARS),
                     reason="needs Debian's kotlin, junit4 and libandroid-json-java (apt-get install kotlin junit4 libandroid-json-java)")
+@pytest.mark.slow  # Kotlin compile and JVM run
 def test_android_mirror_passes_its_junit_tests_on_the_jvm(tmp_path):
     """Compile the Android app's GestureWindow.kt + StreamingState.kt and their JUnit tests with
     kotlinc and run them on the JVM against tests/golden and a streaming metadata.json (no Gradle

@@ -111,10 +111,9 @@ def test_learnable_shift_equals_its_conv1d_over_time(causal):
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("training", [False, True])
-@pytest.mark.parametrize("hw", [(5, 5), (7, 4), (2, 3), (1, 1)])
+@pytest.mark.parametrize("hw", [(5, 5), (7, 4)])
 def test_me_pooling_before_the_difference_equals_the_official_order(causal, training, hw):
-    """ME pools K*F and F before the frame difference (eval: from sums of x, without the maps);
-    the official code pools the difference map."""
+    """ME pools K*F and F before the frame difference; the official code pools the difference map."""
     torch.manual_seed(6)
     t, c, (h, w) = 4, 32, hw
     mod = Action(c, t, causal=causal, paths=("me",)).train(training)
@@ -134,7 +133,7 @@ def test_me_pooling_before_the_difference_equals_the_official_order(causal, trai
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     with torch.no_grad():  # bit for bit the same without autograd (CAMs compare the two)
         torch.testing.assert_close(me(x), out.detach(), atol=0, rtol=0)
-    # the same gradients, also through eval's shortcut (squeeze as a matrix product, K from border statistics)
+    # the same gradients
     wrt = [x, me.squeeze.weight, me.conv.weight, me.bn.weight, me.bn.bias]
     g_out = torch.autograd.grad(out.square().sum(), wrt)
     g_ref = torch.autograd.grad(ref.square().sum(), wrt)

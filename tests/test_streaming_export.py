@@ -21,6 +21,8 @@ from actionnet_edge.export import EXPORTERS, RuntimeUnavailable
 from actionnet_edge.export.streaming import StreamRunner
 from actionnet_edge.models.streaming import to_streaming
 
+pytestmark = pytest.mark.slow  # whole-model conversions
+
 K = 5
 LABELS = [f"gesture {i}" for i in range(K)]
 

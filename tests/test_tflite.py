@@ -17,6 +17,8 @@ pytest.importorskip("ai_edge_litert")
 from actionnet_edge.models.edge import to_edge  # noqa: E402
 from actionnet_edge.export.tflite import EXPORTER, read_embedded_metadata  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole-model conversions
+
 T, S, K = 4, 64, 5
 META = {"labels": [f"g{i}" for i in range(K)], "segments": T, "size": S, "layout": "NHWC"}
 

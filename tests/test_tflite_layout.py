@@ -17,6 +17,8 @@ from actionnet_edge.export.tflite import EXPORTER  # noqa: E402
 from actionnet_edge.export.tflite_layout import fold_transposes  # noqa: E402
 from _layout_block import C, HW, T, layout_block  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole-model conversions
+
 
 def _convert(kind: str, precision: str, tmp: Path) -> dict:
     model = layout_block(kind)

@@ -1,6 +1,7 @@
 """The training loop: loss goes down, exact resume, checkpoints, bad samples, hooks, DDP, CLI errors."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,11 +19,12 @@ from actionnet_edge.data import BadSample
 from actionnet_edge.data.synth import SyntheticGestures
 from actionnet_edge.train.config import load_recipe
 from actionnet_edge.train.loop import Hooks, fit
+from actionnet_edge.train.schedule import lr_factor, step_epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTH = ROOT / "recipes" / "synthetic.yaml"
 TINY = ["model.width_mult=0.25", "model.dropout=0.0", "data.size=32", "data.segments=4", "data.num_train=8",
-        "data.num_val=4", "data.workers=0", "train.batch_size=4", "train.epochs=2", "train.lr_steps=[1]",
+        "data.num_val=4", "data.workers=0", "train.batch_size=4", "train.epochs=2", "train.lr_steps=[0.5]",
         "train.log_every=1", "train.lr=0.05", "train.optimizer=sgd"]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -49,6 +51,7 @@ def uninterrupted(tmp_path_factory):
     return out, res
 
 
+@pytest.mark.slow  # training
 def test_run_writes_checkpoints_and_metrics(uninterrupted):
     out, res = uninterrupted
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
@@ -57,7 +60,7 @@ def test_run_writes_checkpoints_and_metrics(uninterrupted):
     assert all(0 <= r["val_top1"] <= 1 and r["clips_per_s"] > 0 for r in rows)
     raw = read_checkpoint(out / "last.pt")
     st = raw["train_state"]
-    assert st["epoch"] == 1 and {"optimizer", "scheduler", "rng", "best_top1"} <= set(st)
+    assert st["epoch"] == 1 and {"optimizer", "rows", "rng", "best_top1"} <= set(st) and st["rows"] == rows
     assert raw["recipe"]["model"]["width_mult"] == 0.25 and raw["labels"][0] == "Swiping Right"
     assert raw["preprocess"]["size"] == 32
     ck = load_checkpoint(out / "best.pt")
@@ -67,6 +70,7 @@ def test_run_writes_checkpoints_and_metrics(uninterrupted):
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow  # training
 def test_resume_equals_uninterrupted(tmp_path, uninterrupted):
     full, _ = uninterrupted
     # stop after epoch 0 (4 clips/batch, 8 clips: 2 steps per epoch), then resume for epoch 1
@@ -79,6 +83,29 @@ def test_resume_equals_uninterrupted(tmp_path, uninterrupted):
         assert torch.equal(a[k], b[k]), k
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
+
+
+@pytest.mark.slow  # training
+def test_metrics_rows_follow_the_checkpoint_on_resume(tmp_path):
+    """Rows a killed run wrote past its last checkpoint are dropped on resume (no duplicate epochs)."""
+    fit(tiny(), tmp_path, max_steps=2)
+    kept = (tmp_path / "metrics.jsonl").read_text()
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # a row of epoch 1 whose checkpoint never landed, twice
+        f.write(kept.replace('"epoch": 0', '"epoch": 1') * 2)
+    fit(tiny(), tmp_path, resume=True)
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert rows == read_checkpoint(tmp_path / "last.pt")["train_state"]["rows"]
+
+
+def test_schedule_factors():
+    step = lr_factor("step", [0.5], 0.1, 0.0, 4, 3)  # steps after epoch 2 of 4, 3 steps an epoch
+    assert [step(i) for i in range(12)] == [1.0] * 6 + [pytest.approx(0.1)] * 6
+    warm = lr_factor("step", [], 0.1, 0.25, 4, 2)  # 2 of the 8 steps warm up
+    assert [warm(i) for i in range(4)] == [0.5, 1.0, 1.0, 1.0]
+    cos = lr_factor("cosine", [], 0.1, 0.0, 2, 2)
+    assert cos(0) == 1.0 and cos(2) == pytest.approx(0.5) and cos(4) == pytest.approx(0.0, abs=1e-12)
+    assert step_epochs([0.3333, 0.6667, 0.8333], 30) == [10, 20, 25] and step_epochs([0.6, 0.8], 1) == []
 
 
 class _WithBad(torch.utils.data.Dataset):
@@ -128,20 +155,29 @@ def test_cli_errors(tmp_path):
     assert r.exit_code == 2 and "--resume" in r.output
 
 
+@pytest.mark.slow  # training
 def test_cli_trains_on_a_written_jester_tree(tmp_path):
     r = _cli("data", "synth", "--out", str(tmp_path / "data"), "--train", "4", "--val", "2", "--size", "40x40",
              "--frames", "6")
     assert r.exit_code == 0, r.output
     args = ["train", str(SYNTH), "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "run"), "--json"]
-    for s in TINY + ["train.epochs=1", "train.lr_steps=[]", "data.dataset=jester"]:
+    for s in TINY + ["train.epochs=1", "train.lr_steps=[]"]:  # dataset: synthetic, read from the folder
         args += ["--set", s]
     r = _cli(*args)
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output.strip().splitlines()[-1])
     assert summary["epoch"] == 0 and summary["val"]["samples"] == 2
     assert load_checkpoint(tmp_path / "run" / "last.pt").labels[1] == "Swiping Left"
+    # recipe.yaml is what ran: the folder's reader and root, the --set values, the checkpoint's recipe
+    ran = load_recipe(tmp_path / "run" / "recipe.yaml")
+    assert (ran.data.dataset, ran.data.root) == ("jester", str((tmp_path / "data").resolve()))
+    assert (ran.train.epochs, ran.model.width_mult, ran.data.size) == (1, 0.25, 32)
+    assert ran.to_dict() == read_checkpoint(tmp_path / "run" / "last.pt")["recipe"]
+    assert ran.to_dict() == dataclasses.replace(tiny("train.epochs=1", "train.lr_steps=[]"),
+                                                data=ran.data).to_dict()
 
 
+@pytest.mark.slow  # training
 def test_ddp_two_gloo_processes(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -159,3 +195,51 @@ def test_ddp_two_gloo_processes(tmp_path):
     summaries = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
     assert len(summaries) == 2 and summaries[0]["val"] == summaries[1]["val"]
     assert summaries[0]["val"]["samples"] == 4
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A one-epoch run started from the CLI with --set (the recipe file says 5 epochs)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    args = ["train", str(SYNTH), "--output", str(out)]
+    for s in TINY + ["train.epochs=1"]:
+        args += ["--set", s]
+    r = _cli(*args)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.mark.slow  # training
+def test_resume_of_a_finished_run_trains_nothing_and_says_so(finished):
+    before = {p.name: p.read_bytes() for p in (finished / "last.pt", finished / "metrics.jsonl")}
+    r = _cli("train", "--resume", "--output", str(finished))
+    assert r.exit_code == 0, r.output
+    assert "nothing to train" in r.output and "finished its 1 epochs" in r.output and "nan" not in r.output
+    assert {p.name: p.read_bytes() for p in (finished / "last.pt", finished / "metrics.jsonl")} == before
+    r = _cli("train", "--resume", "--output", str(finished), "--json")
+    assert json.loads(r.output.strip().splitlines()[-1])["epochs_trained"] == 0
+
+
+@pytest.mark.slow  # training
+def test_resume_with_another_recipe_is_one_error_naming_the_differences(finished):
+    r = _cli("train", str(SYNTH), "--resume", "--output", str(finished))  # the file: 5 epochs, other keys
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "train.epochs: 1 in the run, 5 given" in r.output and "model.width_mult: 0.25 in the run, 1.0 given" in r.output
+    r = _cli("train", "--resume", "--output", str(finished), "--set", "train.lr=0.01")
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "train.lr: 0.05 in the run, 0.01 given" in r.output and "train.epochs" not in r.output
+    r = _cli("train", "--resume", "--output", str(finished), "--set", "train.epochs=0")
+    assert r.exit_code == 2
+
+
+@pytest.mark.slow  # training
+def test_resume_extends_epochs_only_when_asked(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    r = _cli("train", "--resume", "--output", str(out), "--set", "train.epochs=2", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.strip().splitlines()[-1])["epochs_trained"] == 1
+    assert [json.loads(l)["epoch"] for l in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+    assert load_recipe(out / "recipe.yaml").train.epochs == 2

@@ -35,6 +35,8 @@ from actionnet_edge.demo.web import check_streaming
 from actionnet_edge.demo.window import Preprocess, SlidingWindow
 from actionnet_edge.errors import ActionNetError
 
+pytestmark = pytest.mark.slow  # whole-model conversions
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WEB = Path(__file__).resolve().parent.parent / "web_demo"
 ORT_INSTALLED = (WEB / "node_modules" / "onnxruntime-web" / "dist" / "ort.wasm.min.mjs").is_file()

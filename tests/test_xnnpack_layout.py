@@ -15,6 +15,8 @@ from actionnet_edge.bench.opprofile import read_etdump  # noqa: E402
 from actionnet_edge.export.executorch import EXPORTER  # noqa: E402
 from _layout_block import C, HW, T, layout_block  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole-model conversions
+
 
 def _lower(model, precision, fold, tmp: Path):
     x = torch.randn(1, T, C, HW, HW)

@@ -86,14 +86,22 @@ def render_clip(label: int, rng: np.random.Generator, frames: int = DEFAULT_FRAM
     if frames < 2 or height < 8 or width < 8:
         raise ActionNetError(f"need at least 2 frames of 8x8 pixels, got {frames} frames of {height}x{width}")
     pair, reverse = divmod(label, 2)
-    f = frames
     s = float(min(height, width))
     # pixel grid in units of the shorter side, (0, 0) = top left
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     ys = (ys + 0.5 - height / 2) / s + 0.5
     xs = (xs + 0.5 - width / 2) / s + 0.5
+    bg = _background(rng, xs, ys)
+    kind, col, mcol, radius = _object(rng, bg)
+    path = _trajectory(rng, pair, frames, kind, radius)
+    out = _draw(rng, path, xs, ys, bg, col, mcol, aa=1.5 / s)  # anti-aliasing width: 1.5 px
+    if reverse:
+        out = out[::-1]
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
 
-    # background: two-colour linear gradient + static soft blobs
+
+def _background(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """A two-colour linear gradient with static soft blobs, (H, W, 3) float32."""
     c0, c1 = rng.uniform(0.0, 1.0, 3), rng.uniform(0.0, 1.0, 3)
     ang = rng.uniform(0, 2 * np.pi)
     g = np.clip((np.cos(ang) * (xs - 0.5) + np.sin(ang) * (ys - 0.5)) + 0.5, 0, 1)[..., None]
@@ -102,9 +110,11 @@ def render_clip(label: int, rng: np.random.Generator, frames: int = DEFAULT_FRAM
         bx, by, br = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.08, 0.25)
         a = np.clip(1.2 - np.sqrt((xs - bx) ** 2 + (ys - by) ** 2) / br, 0, 1)[..., None] * rng.uniform(0.3, 0.7)
         bg = bg * (1 - a) + rng.uniform(0, 1, 3) * a
-    bg = bg.astype(np.float32)
+    return bg.astype(np.float32)
 
-    # object: shape, colours contrasting with the background, marker for orientation
+
+def _object(rng: np.random.Generator, bg: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, float]:
+    """The object's shape, colour (contrasting with the background), marker colour and radius."""
     kind = int(rng.integers(0, 4))
     col = rng.uniform(0, 1, 3)
     lum = np.array([0.299, 0.587, 0.114])
@@ -112,9 +122,12 @@ def render_clip(label: int, rng: np.random.Generator, frames: int = DEFAULT_FRAM
     if abs(col_lum - bg_lum) < 0.3:  # keep the object visible: push it away in brightness
         col = col * 0.25 if bg_lum > 0.5 else 0.7 + 0.3 * col
     mcol = np.clip(1.0 - col + rng.uniform(-0.1, 0.1, 3), 0, 1)
-    radius = rng.uniform(0.11, 0.17)
+    return kind, col, mcol, rng.uniform(0.11, 0.17)
 
-    # timing: motion between t0 and t1 (smoothstep), a hold before and after
+
+def _trajectory(rng: np.random.Generator, pair: int, f: int, kind: int, radius: float) -> dict:
+    """Per-frame centre, angle and scale of the forward gesture of ``pair``: motion between t0 and
+    t1 (smoothstep) with a hold before and after, drift and camera shake; shape and marker too."""
     t = np.linspace(0, 1, f)
     t0, t1 = rng.uniform(0.0, 0.25), rng.uniform(0.75, 1.0)
     p = _smoothstep((t - t0) / (t1 - t0))
@@ -150,11 +163,18 @@ def render_clip(label: int, rng: np.random.Generator, frames: int = DEFAULT_FRAM
         scale = s0 * k ** p
     cx = cx + drift[0] * t + rng.normal(0, 0.004, f)  # drift + camera shake
     cy = cy + drift[1] * t + rng.normal(0, 0.004, f)
+    return {"kind": kind, "cx": cx, "cy": cy, "theta": theta, "scale": scale, "mark_r": mark_r, "mark_u": mark_u}
+
+
+def _draw(rng: np.random.Generator, path: dict, xs: np.ndarray, ys: np.ndarray, bg: np.ndarray,
+          col: np.ndarray, mcol: np.ndarray, aa: float) -> np.ndarray:
+    """The frames (F, H, W, 3) float32: the object along ``path`` over ``bg``, flicker and noise."""
+    cx, cy, theta, scale = path["cx"], path["cy"], path["theta"], path["scale"]
+    kind, mark_r, mark_u = path["kind"], path["mark_r"], path["mark_u"]
+    f = len(cx)
     flicker = 1.0 + rng.normal(0, 0.03, f)
     noise = rng.uniform(0.01, 0.05)
-    aa = 1.5 / s  # anti-aliasing width in units of the shorter side
-
-    out = np.empty((f, height, width, 3), dtype=np.float32)
+    out = np.empty((f, *xs.shape, 3), dtype=np.float32)
     for i in range(f):
         dx, dy = xs - cx[i], ys - cy[i]
         c, sn = np.cos(theta[i]), np.sin(theta[i])
@@ -164,9 +184,7 @@ def render_clip(label: int, rng: np.random.Generator, frames: int = DEFAULT_FRAM
         img = bg * (1 - body) + col * body
         img = img * (1 - mark) + mcol * mark
         out[i] = img * flicker[i] + rng.normal(0, noise, img.shape)
-    if reverse:
-        out = out[::-1]
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return out
 
 
 class _ArraySource:

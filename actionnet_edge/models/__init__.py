@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .actionnet import ActionNet
-from .backbones import BACKBONES, register_backbone
+from .backbones import BACKBONES, MIN_INPUT_SIZE, check_input_size, register_backbone
 from .temporal import TEMPORAL_MODULES, TemporalWrapper
 
 
@@ -53,5 +53,5 @@ def build_from_config(config: dict) -> ActionNet:
 
 __all__ = [
     "ActionNet", "TemporalWrapper", "create_model", "list_models", "list_temporal",
-    "build_from_config", "register_backbone", "BACKBONES", "TEMPORAL_MODULES",
+    "build_from_config", "register_backbone", "BACKBONES", "TEMPORAL_MODULES", "MIN_INPUT_SIZE", "check_input_size",
 ]

@@ -19,6 +19,17 @@ from torch import nn
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ActionNetError
 
+#: smallest input side (pixels) every backbone, export and runtime takes: the backbones
+#: downsample by 32, so a smaller frame leaves no spatial position in the last stage.
+MIN_INPUT_SIZE = 32
+
+
+def check_input_size(size: int, what: str = "size") -> int:
+    """``size`` if it is a usable input side, else one :class:`ActionNetError` naming ``what``."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_INPUT_SIZE:
+        raise ActionNetError(f"{what} must be an integer of at least {MIN_INPUT_SIZE} px, got {size}")
+    return size
+
 
 @dataclass
 class Backbone:

@@ -18,7 +18,6 @@ same computation live in :mod:`actionnet_edge.models.edge` and are built from th
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -222,38 +221,15 @@ class ME(TemporalModule):
         return nt * h * w * (c * r + 9 * r) + nt * r * c  # squeeze and K on the maps, expand on vectors
 
     def pooled_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled F = BN(squeeze(x)) and pooled K*F, (NT, r, 1, 1) each, through the maps (training, exports)."""
+        """Pooled F = BN(squeeze(x)) and pooled K*F, (NT, r, 1, 1) each, through the maps."""
         f = self.bn(self.squeeze(x))
         # 4-D means (keepdim): the form mobile delegates run (XNNPACK takes no 2-D mean)
         return f.mean((2, 3), keepdim=True), self.conv(f).mean((2, 3), keepdim=True)
 
-    def pooled_eval(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``pooled_maps`` as (NT, r) with BN's running statistics, in the ops eager PyTorch runs fastest: the
-        squeeze as a matrix product with BN's scale folded in, BN's shift added to the pooled values
-        (every statistic below is a mean or a pixel, so the shift adds to each), and K's mean from
-        nine statistics of each squeezed map (its mean, the means of its first and last rows and
-        columns, its corners): a zero-padded 3x3 tap reads the map minus a border row and column.
-        The same numbers; at MobileNetV2's shapes the two convolutions cost 60-570 us a call on
-        2 threads, these ops 10-40 us."""
-        nt, c, h, w = x.shape
-        bn = self.bn
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        shift = bn.bias - bn.running_mean * scale
-        r = scale.shape[0]
-        # bmm, not matmul: matmul folds differently with and without autograd, so the same model's
-        # forward under no_grad and with grads would round apart
-        weight = (self.squeeze.weight.view(r, c) * scale[:, None]).expand(nt, r, c)
-        f = torch.bmm(weight, x.reshape(nt, c, h * w))  # NT, r, HW
-        stats, taps = _border_statistics(h, w, x.dtype, x.device)
-        s = (f.reshape(nt * r, h * w) @ stats).view(nt, r, 9) + shift[:, None]
-        k = self.conv.weight.view(r, 9) @ taps  # (r, 9): K's mean as weights of the statistics
-        return s[:, :, 0], (s * k).sum(-1)
-
     def motion(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled motion vectors (NT, r) that ``expand`` turns into the mask."""
         t = self.num_segments
-        batch_stats = self.bn.training or self.bn.running_var is None
-        now, nxt = self.pooled_maps(x) if batch_stats else self.pooled_eval(x)
+        now, nxt = self.pooled_maps(x)
         nt, r = now.shape[:2]
         now, nxt = now.reshape(nt // t, t, r), nxt.reshape(nt // t, t, r)
         if self.causal:
@@ -265,42 +241,6 @@ class ME(TemporalModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.motion(x)
         return torch.sigmoid(_pointwise(self.expand, d)).view(d.shape[0], -1, 1, 1)
-
-
-@functools.lru_cache(maxsize=32)
-def _border_statistics(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For (H, W) maps: ``stats`` (H*W, 9), whose product with a flattened map gives its mean, the
-    means of its first and last rows, first and last columns, and its four corners; and ``taps``
-    (9, 9), whose row for the 3x3 tap (u, v) gives the mean over the map of what that tap reads
-    with zero padding (tap row 0 reads row i-1, so it misses the last row; row 2 misses the first;
-    likewise columns; a corner missed twice is added back). Built outside inference mode, so the
-    cached tensors can take part in autograd later."""
-    with torch.inference_mode(False):
-        return _build_border_statistics(h, w, dtype, device)
-
-
-def _build_border_statistics(h: int, w: int, dtype: torch.dtype, device: torch.device):
-    q = torch.zeros(h, w, 9, dtype=torch.float64)
-    q[:, :, 0] = 1.0 / (h * w)
-    q[0, :, 1] += 1.0 / w
-    q[-1, :, 2] += 1.0 / w
-    q[:, 0, 3] += 1.0 / h
-    q[:, -1, 4] += 1.0 / h
-    q[0, 0, 5] += 1.0
-    q[0, -1, 6] += 1.0
-    q[-1, 0, 7] += 1.0
-    q[-1, -1, 8] += 1.0
-    p = torch.zeros(3, 3, 9, dtype=torch.float64)
-    p[:, :, 0] = h * w
-    p[2, :, 1] -= w  # misses the first row
-    p[0, :, 2] -= w  # misses the last row
-    p[:, 2, 3] -= h
-    p[:, 0, 4] -= h
-    p[2, 2, 5] += 1.0
-    p[2, 0, 6] += 1.0
-    p[0, 2, 7] += 1.0
-    p[0, 0, 8] += 1.0
-    return q.view(h * w, 9).to(device, dtype), (p.view(9, 9) / (h * w)).to(device, dtype)
 
 
 _PATHS = {"ste": STE, "ce": CE, "me": ME}

@@ -4,12 +4,15 @@ A recipe has the sections ``model``, ``data`` and ``train`` and an optional ``qa
 (read by the QAT fine-tuning). Every problem in a recipe (unknown key, wrong type, bad value)
 is collected and reported at once, as one :class:`~actionnet_edge.errors.ActionNetError`,
 before any work starts. ``overrides`` (``--set train.lr=0.05``) are parsed as YAML scalars,
-so ``--set train.lr_steps=[10,20]`` and ``--set model.pretrained=null`` work.
+so ``--set train.lr_steps=[0.5,0.75]`` and ``--set model.pretrained=null`` work. Schedules are
+fractions of the run (:mod:`actionnet_edge.train.schedule`), so ``--set train.epochs=N`` keeps them
+valid. A resumed run keeps its own recipe (:func:`resumed_recipe`).
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,9 +22,10 @@ from typing import Any, Iterable
 import yaml
 
 from ..errors import ActionNetError
+from .schedule import SCHEDULES
 
 __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "QATConfig", "Recipe", "load_recipe", "parse_recipe",
-           "apply_overrides", "QAT_BACKENDS"]
+           "apply_overrides", "QAT_BACKENDS", "recipe_differences", "resumed_recipe", "resolved_recipe", "check_same_run"]
 
 #: backends a ``qat`` section may name (the QAT code maps each to a PT2E quantizer).
 QAT_BACKENDS = ("xnnpack", "coreml", "litert")
@@ -64,8 +68,10 @@ class TrainConfig:
     batch_size: int = 64
     optimizer: str = "sgd"  # sgd (the paper) or adamw (training from scratch)
     lr: float = 0.01
-    lr_steps: list[int] = field(default_factory=lambda: [10, 20, 25])
+    lr_schedule: str = "step"  # step (the paper) or cosine
+    lr_steps: list[float] = field(default_factory=lambda: [0.3333, 0.6667, 0.8333])  # fractions of the run
     lr_gamma: float = 0.1
+    warmup: float = 0.0  # fraction of the run's optimizer steps with a linear warm-up
     momentum: float = 0.9
     weight_decay: float = 5e-4
     clip_grad: float | None = 20.0
@@ -81,7 +87,7 @@ class QATConfig:
     backend: str = "xnnpack"
     epochs: int = 3
     lr: float = 0.001
-    lr_steps: list[int] = field(default_factory=list)
+    lr_steps: list[float] = field(default_factory=list)  # fractions of qat.epochs
     batch_size: int | None = None  # default: train.batch_size
     per_channel: bool = True
     calib_batches: int = 8
@@ -151,7 +157,7 @@ def _coerce(value: Any, tp: Any, where: str, errors: list[str]) -> Any:
 
 def _check_values(r: Recipe, errors: list[str]) -> None:
     from ..data import list_datasets
-    from ..models import list_models, list_temporal
+    from ..models import check_input_size, list_models, list_temporal
     from ..models.actionnet import CONSENSUS
 
     def name(where: str, value: str, valid: list[str]) -> None:
@@ -174,8 +180,10 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
         errors.append(f"model.pretrained: file not found: {r.model.pretrained}")
     if isinstance(r.data.segments, int) and r.data.segments < 2:
         errors.append(f"data.segments: must be >= 2, got {r.data.segments}")
-    if isinstance(r.data.size, int) and r.data.size < 16:
-        errors.append(f"data.size: must be >= 16, got {r.data.size}")
+    try:
+        check_input_size(r.data.size, "data.size")
+    except ActionNetError as e:
+        errors.append(str(e))
     for key in ("num_train", "num_val"):
         v = getattr(r.data, key)
         if v is not None:
@@ -183,6 +191,12 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
     positive("data.workers", r.data.workers, allow_zero=True)
     t = r.train
     name("train.optimizer", t.optimizer, list(OPTIMIZERS))
+    name("train.lr_schedule", t.lr_schedule, list(SCHEDULES))
+    if t.lr_schedule == "cosine" and t.lr_steps:
+        errors.append("train.lr_steps: only for lr_schedule: step (cosine decays over the whole run); "
+                      "set train.lr_steps=[]")
+    if isinstance(t.warmup, float) and not 0 <= t.warmup < 1:
+        errors.append(f"train.warmup: a fraction of the run in [0, 1), got {t.warmup}")
     for key in ("epochs", "batch_size", "lr", "lr_gamma", "log_every"):
         positive(f"train.{key}", getattr(t, key))
     for key in ("momentum", "weight_decay"):
@@ -206,12 +220,15 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
 
 
 def _check_steps(where: str, steps: Any, epochs: Any, errors: list[str]) -> None:
-    if not isinstance(steps, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
+    if not isinstance(steps, list) or not all(isinstance(s, float) for s in steps):
         return  # type error already reported
-    if steps != sorted(set(steps)) or any(s <= 0 for s in steps):
-        errors.append(f"{where}: must be increasing positive epochs, got {steps}")
-    elif isinstance(epochs, int) and steps and steps[-1] >= epochs:
-        errors.append(f"{where}: step at epoch {steps[-1]} is not before the last epoch ({epochs})")
+    if any(not 0 < s < 1 for s in steps):
+        bad = next(s for s in steps if not 0 < s < 1)
+        n = epochs if isinstance(epochs, int) and epochs > 1 else 10
+        errors.append(f"{where}: steps are fractions of the run in (0, 1), got {bad:g}; for a step after epoch "
+                      f"E of {n} write E/{n} (e.g. {max(1, n // 2)}/{n} = {max(1, n // 2) / n:.4g})")
+    elif steps != sorted(set(steps)):
+        errors.append(f"{where}: fractions must increase, got {steps}")
 
 
 def parse_recipe(raw: Any, source: str | None = None) -> Recipe:
@@ -294,3 +311,71 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     if not isinstance(raw, dict):
         raise ActionNetError(f"{path}: a recipe must be a mapping with sections {', '.join(SECTIONS)}")
     return parse_recipe(apply_overrides(raw, overrides), source=str(path))
+
+
+#: keys a resumed run does not compare: its length (extended only on purpose, see resumed_recipe)
+#: and where its data is (a folder may move between machines)
+_RESUME_FREE = ("train.epochs", "data.root")
+
+
+def _flat(recipe: Recipe) -> dict[str, Any]:
+    return {f"{s}.{k}": v for s, section in recipe.to_dict().items() for k, v in section.items()}
+
+
+def recipe_differences(run: Recipe, given: Recipe) -> list[str]:
+    """``key: <run's value> in the run, <given> given`` for each key (but epochs and data root) that differs."""
+    a, b = _flat(run), _flat(given)
+    return [f"{k}: {a.get(k)!r} in the run, {b.get(k)!r} given" for k in sorted(set(a) | set(b))
+            if k not in _RESUME_FREE and a.get(k) != b.get(k)]
+
+
+def resumed_recipe(stored: Any, where: str, given: Recipe | None = None, epochs: int | None = None) -> Recipe:
+    """The recipe of the run being resumed: the one stored in its checkpoint (``where``).
+
+    ``given`` (a recipe file with ``--set`` applied), when passed, must agree with it; ``epochs``
+    (an explicit ``--set train.epochs``) is the one change allowed, and only upwards: it extends
+    the run, its schedule (fractions of the run) stretched to the new length.
+    """
+    if not isinstance(stored, dict):
+        raise ActionNetError(f"{where} stores no recipe to resume with; start a new run with another --output")
+    run = parse_recipe(stored, source=f"{where} (the run's recipe)")
+    if given is not None:
+        diffs = recipe_differences(run, given)
+        if epochs is None and given.train.epochs != run.train.epochs:
+            diffs.insert(0, f"train.epochs: {run.train.epochs} in the run, {given.train.epochs} given")
+        if diffs:
+            raise ActionNetError(
+                f"--resume continues the run of {where} with its own recipe, but the recipe given differs "
+                f"({'; '.join(diffs)}): resume without RECIPE and --set, or start a new run with another --output")
+    if epochs is not None and epochs != run.train.epochs:
+        if epochs < run.train.epochs:
+            raise ActionNetError(f"--set train.epochs={epochs}: a resumed run can only be extended beyond its "
+                                 f"{run.train.epochs} epochs")
+        run = dataclasses.replace(run, train=dataclasses.replace(run.train, epochs=epochs))
+    return run
+
+
+def resolved_recipe(recipe: Recipe, data_root: str | Path | None = None) -> Recipe:
+    """``recipe`` as it runs: ``data.root`` from ``data_root`` if given (an absolute path), and
+    ``data.dataset`` the reader that folder gets (``synthetic`` with a root is a set that
+    ``data synth --out`` wrote in the Jester layout, read as ``jester``)."""
+    d = recipe.data
+    root = data_root if data_root is not None else d.root
+    root = os.path.abspath(os.path.expanduser(str(root))) if root is not None else None
+    dataset = "jester" if d.dataset == "synthetic" and root is not None else d.dataset
+    return dataclasses.replace(recipe, data=dataclasses.replace(d, dataset=dataset, root=root))
+
+
+def check_same_run(recipe: Recipe, stored: Any, where: str) -> None:
+    """Resuming the run of checkpoint ``where`` (recipe ``stored``) with ``recipe``: an error naming
+    every difference, but a longer ``train.epochs``. A checkpoint without a recipe is not checked."""
+    if not isinstance(stored, dict):
+        return
+    before = parse_recipe(stored, source=f"{where} (the run's recipe)")
+    diffs = recipe_differences(before, recipe)
+    if recipe.train.epochs < before.train.epochs:
+        diffs.insert(0, f"train.epochs: {before.train.epochs} in the run, {recipe.train.epochs} given (only "
+                        "extending is allowed)")
+    if diffs:
+        raise ActionNetError(f"resuming {where} with another recipe ({'; '.join(diffs)}): resume with the run's "
+                             "own recipe, or start a new run in another folder")

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import collate
+from ..progress import bar_enabled, progress
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def evaluate(model: torch.nn.Module, data: Dataset | DataLoader, *, labels: Sequ
         labels: class names of the model's outputs (default: ``data.labels``).
         class_map: dataset class id -> model class id, when the two label lists differ in order.
         device: where to run (default: where the model's parameters are).
-        log_every: seconds between progress lines (throughput and ETA).
+        log_every: seconds between progress lines (throughput and ETA) when no progress bar is drawn.
         set_train_mode: switches the model between train and eval mode (PT2E QAT graphs need
             their own function); the model's mode is restored afterwards.
 
@@ -60,83 +61,103 @@ def evaluate(model: torch.nn.Module, data: Dataset | DataLoader, *, labels: Sequ
         accuracy, support), ``confusion`` (rows = true class, columns = predicted),
         ``labels``, ``skipped`` and ``skipped_samples`` (name, reason).
     """
-    dataset = data.dataset if isinstance(data, DataLoader) else data
-    while isinstance(dataset, Subset):  # a shard (DDP) or a slice of a dataset
-        dataset = dataset.dataset
-    labels = list(labels if labels is not None else dataset.labels)
-    k = len(labels)
-    cmap = torch.as_tensor(list(class_map), dtype=torch.long) if class_map is not None else None
+    base = data.dataset if isinstance(data, DataLoader) else data
+    shard = len(base) if hasattr(base, "__len__") else None
+    while isinstance(base, Subset):  # a shard (DDP) or a slice of a dataset
+        base = base.dataset
+    labels = list(labels if labels is not None else base.labels)
+    tally = _Tally(len(labels), torch.as_tensor(list(class_map), dtype=torch.long) if class_map is not None else None)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     set_train_mode(model, False)
-    loader = _loader(data, batch_size, num_workers)
-    confusion = torch.zeros(k, k, dtype=torch.long)
-    correct5 = 0
-    nll = 0.0
-    bad: list[tuple[str, str]] = []
-    seen, views = 0, 1
-    total = len(dataset) if hasattr(dataset, "__len__") else None
     t0 = last = time.perf_counter()
     try:
-        for batch in loader:
-            bad += batch["bad"]
-            clips, target = batch["clips"], batch["labels"]
-            if target.numel():
-                if cmap is not None:
-                    target = cmap[target]
-                n = clips.shape[0]
-                views = clips.shape[1] if clips.ndim == 6 else 1
-                flat = clips.reshape(n * views, *clips.shape[-4:]).to(device)
-                logits = model(flat).float().cpu()
-                if logits.shape[-1] != k:
-                    raise ValueError(f"model has {logits.shape[-1]} outputs but there are {k} labels")
-                probs = logits.softmax(-1).view(n, views, k).mean(1)
-                pred = probs.argmax(-1)
-                confusion.view(-1).index_add_(0, target * k + pred, torch.ones_like(target))
-                top = probs.topk(min(5, k), dim=-1).indices
-                correct5 += int((top == target[:, None]).any(-1).sum())
-                nll += float(-probs.gather(1, target[:, None]).clamp_min(1e-12).log().sum())
-                seen += n
-            now = time.perf_counter()
-            done = seen + len(bad)
-            if log_every and now - last >= log_every:
-                rate = done / (now - t0)
-                eta = (total - done) / rate if total and rate > 0 else float("nan")
-                log.info("evaluate: %d/%s clips, %.1f clips/s, ETA %.0fs", done, total or "?", rate, eta)
-                last = now
+        with progress(shard, "evaluate") as bar:
+            for batch in _loader(data, batch_size, num_workers):
+                done = tally.add(model, batch, device)
+                bar.update(done)
+                now = time.perf_counter()
+                if log_every and not bar_enabled() and now - last >= log_every:
+                    _log_progress(tally.seen + len(tally.bad), shard, now - t0)
+                    last = now
     finally:
         set_train_mode(model, was_training)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        sums = torch.tensor([seen, correct5, nll], dtype=torch.float64)
-        dist.all_reduce(sums)
-        dist.all_reduce(confusion)
-        everyone: list = [None] * dist.get_world_size()
-        dist.all_gather_object(everyone, bad)
-        seen, correct5, nll = int(sums[0]), int(sums[1]), float(sums[2])
-        bad = [b for rank in everyone for b in rank]
-    elapsed = time.perf_counter() - t0
-    for name, reason in bad:
+    tally.reduce_ranks()
+    for name, reason in tally.bad:
         log.warning("skipped %s: %s", name, reason)
-    support = confusion.sum(1)
-    hits = confusion.diag()
-    per_class = [{"label": labels[i], "accuracy": (hits[i] / support[i]).item() if support[i] else None,
-                  "support": int(support[i])} for i in range(k)]
-    present = [c["accuracy"] for c in per_class if c["accuracy"] is not None]
-    return {
-        "top1": hits.sum().item() / seen if seen else 0.0,
-        "top5": correct5 / seen if seen else 0.0,
-        "mean_class_accuracy": sum(present) / len(present) if present else 0.0,
-        "loss": nll / seen if seen else math.nan,
-        "num_samples": seen,
-        "views": views,
-        "seconds": round(elapsed, 3),
-        "clips_per_second": round(seen / elapsed, 2) if elapsed > 0 else None,
-        "labels": labels,
-        "per_class": per_class,
-        "confusion": confusion.tolist(),
-        "skipped": len(bad),
-        "skipped_samples": [{"name": n, "reason": r} for n, r in bad],
-    }
+    return tally.summary(labels, time.perf_counter() - t0)
+
+
+def _log_progress(done: int, total: int | None, elapsed: float) -> None:
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (total - done) / rate if total and rate > 0 else float("nan")
+    log.info("evaluate: %d/%s clips, %.1f clips/s, ETA %.0fs", done, total or "?", rate, eta)
+
+
+class _Tally:
+    """The counts :func:`evaluate` accumulates: confusion matrix, top-5 hits, NLL, skipped samples."""
+
+    def __init__(self, k: int, cmap: torch.Tensor | None) -> None:
+        self.k, self.cmap = k, cmap
+        self.confusion = torch.zeros(k, k, dtype=torch.long)
+        self.correct5, self.nll, self.seen, self.views = 0, 0.0, 0, 1
+        self.bad: list[tuple[str, str]] = []
+
+    def add(self, model: torch.nn.Module, batch: dict[str, Any], device: torch.device) -> int:
+        """Score one collated batch (``(N, T, ...)`` or multi-view ``(N, V, T, ...)``); returns its samples."""
+        self.bad += batch["bad"]
+        clips, target = batch["clips"], batch["labels"]
+        if not target.numel():
+            return len(batch["bad"])
+        k = self.k
+        if self.cmap is not None:
+            target = self.cmap[target]
+        n = clips.shape[0]
+        self.views = clips.shape[1] if clips.ndim == 6 else 1
+        logits = model(clips.reshape(n * self.views, *clips.shape[-4:]).to(device)).float().cpu()
+        if logits.shape[-1] != k:
+            raise ValueError(f"model has {logits.shape[-1]} outputs but there are {k} labels")
+        probs = logits.softmax(-1).view(n, self.views, k).mean(1)
+        self.confusion.view(-1).index_add_(0, target * k + probs.argmax(-1), torch.ones_like(target))
+        top = probs.topk(min(5, k), dim=-1).indices
+        self.correct5 += int((top == target[:, None]).any(-1).sum())
+        self.nll += float(-probs.gather(1, target[:, None]).clamp_min(1e-12).log().sum())
+        self.seen += n
+        return n + len(batch["bad"])
+
+    def reduce_ranks(self) -> None:
+        """Sum the counts over the DDP ranks (each scored its shard)."""
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return
+        sums = torch.tensor([self.seen, self.correct5, self.nll], dtype=torch.float64)
+        dist.all_reduce(sums)
+        dist.all_reduce(self.confusion)
+        everyone: list = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, self.bad)
+        self.seen, self.correct5, self.nll = int(sums[0]), int(sums[1]), float(sums[2])
+        self.bad = [b for rank in everyone for b in rank]
+
+    def summary(self, labels: list[str], elapsed: float) -> dict[str, Any]:
+        seen, confusion = self.seen, self.confusion
+        support, hits = confusion.sum(1), confusion.diag()
+        per_class = [{"label": labels[i], "accuracy": (hits[i] / support[i]).item() if support[i] else None,
+                      "support": int(support[i])} for i in range(self.k)]
+        present = [c["accuracy"] for c in per_class if c["accuracy"] is not None]
+        return {
+            "top1": hits.sum().item() / seen if seen else 0.0,
+            "top5": self.correct5 / seen if seen else 0.0,
+            "mean_class_accuracy": sum(present) / len(present) if present else 0.0,
+            "loss": self.nll / seen if seen else math.nan,
+            "num_samples": seen,
+            "views": self.views,
+            "seconds": round(elapsed, 3),
+            "clips_per_second": round(seen / elapsed, 2) if elapsed > 0 else None,
+            "labels": labels,
+            "per_class": per_class,
+            "confusion": confusion.tolist(),
+            "skipped": len(self.bad),
+            "skipped_samples": [{"name": n, "reason": r} for n, r in self.bad],
+        }
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -1,38 +1,15 @@
 """The one training loop: fp32 training and QAT fine-tuning, single process or DDP.
 
-Usage::
-
-    from actionnet_edge.train.config import load_recipe
-    from actionnet_edge.train.loop import fit
     result = fit(load_recipe("recipes/synthetic.yaml"), "runs/synth")
 
-What it does (TSM / ACTION-Net's recipe): SGD (momentum, weight decay; ``train.optimizer:
-adamw`` for training from scratch, with ``momentum`` as beta1) with a step LR
-schedule (``MultiStepLR`` stepped per epoch), gradient clipping by norm, cross-entropy on
-clip logits. After every epoch it evaluates top-1/top-5 on the validation split, appends a
-line to ``metrics.jsonl`` (and TensorBoard ``tb/``), and writes ``last.pt`` atomically
-(model, optimizer, scheduler, epoch, recipe, labels, RNG state) and ``best.pt`` when top-1
-improves. ``resume=True`` continues from ``last.pt``; every epoch re-seeds the sampler,
-dropout and data workers from ``(train.seed, epoch)``, so a resumed run equals an
-uninterrupted one on CPU. Bad samples (``BadSample``) are skipped, counted and named.
-
-Distributed: launch with ``torchrun --nproc_per_node N -m actionnet_edge.cli.main train ...``;
-the loop sees ``WORLD_SIZE`` and uses DDP (gloo on CPU, nccl on GPU; AMP on GPU when
-``train.amp``). ``train.batch_size`` is the global batch; rank 0 writes files; validation
-runs on each rank's shard and the counts are summed.
-
-Hooks for QAT (the QAT code passes a PT2E-prepared ``torch.fx.GraphModule`` as ``model``):
-
-* ``Hooks.set_train_mode(model, training)`` -- switch train/eval (default ``model.train(mode)``;
-  PT2E models use ``torchao.quantization.pt2e.move_exported_model_to_train/eval``);
-* ``Hooks.on_epoch_start(epoch, model)`` -- e.g. freeze observers / BN statistics;
-* ``Hooks.save(path, model, labels, extra)`` -- write a checkpoint of a model that is not an
-  :class:`~actionnet_edge.models.ActionNet` (default: :func:`~actionnet_edge.checkpoint.save_checkpoint`);
-* ``Hooks.load_state(model, state_dict)`` -- restore weights on resume (default ``load_state_dict``).
-
-``fit(recipe, output, model=..., hooks=..., train_set=..., val_set=...)`` trains the given
-model with ``recipe.train`` (pass a recipe whose ``train`` section holds the QAT epochs/lr,
-e.g. ``dataclasses.replace(recipe, train=...)``); datasets default to ``recipe.data``.
+:func:`fit` reads as its steps, as torchtune's recipes do: set up the process, data, model and
+optimizer; restore a run being resumed (with its own recipe: only ``train.epochs`` may grow);
+then per epoch train, validate, save. Each epoch writes ``last.pt`` (weights, optimizer, recipe,
+metrics rows, RNG state), ``best.pt`` when top-1 improves, then its ``metrics.jsonl`` row (and
+TensorBoard ``tb/``); ``recipe.yaml`` records the recipe that runs. Sampler, dropout and workers
+are seeded from ``(train.seed, epoch)``, so a resumed run equals an uninterrupted one on CPU.
+DDP under ``torchrun`` (gloo on CPU, nccl and AMP on GPU); ``train.batch_size`` is the global
+batch; rank 0 writes. QAT passes a PT2E-prepared ``GraphModule`` and :class:`Hooks`.
 """
 from __future__ import annotations
 
@@ -42,7 +19,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,21 +27,21 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..checkpoint import default_preprocess, read_checkpoint, save_checkpoint
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ActionNetError
-from .config import Recipe
+from ..progress import bar_enabled, progress
+from .builders import (_collate, _default_train_mode, _norm, _seed_worker, _tensorboard, build_datasets, build_model,
+                       evaluate_model)
+from .config import Recipe, check_same_run, resolved_recipe
+from .schedule import lr_factor
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Hooks", "fit", "build_model", "build_datasets", "evaluate_model"]
-
-
-def _default_train_mode(model: nn.Module, training: bool) -> None:
-    model.train(training)
 
 
 def _default_load_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -81,75 +58,42 @@ class Hooks:
     load_state: Callable[[nn.Module, dict[str, torch.Tensor]], None] = _default_load_state
 
 
-# ----------------------------------------------------------------------------- setup
-def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
-    """The recipe's model (ImageNet backbone weights from ``model.pretrained`` if given)."""
-    from ..models import create_model
+@dataclass
+class _Run:
+    """What the steps of :func:`fit` share."""
 
-    m = recipe.model
-    return create_model(m.arch, m.temporal, recipe.data.segments, num_classes, m.width_mult,
-                        pretrained=m.pretrained, dropout=m.dropout, causal=m.causal, consensus=m.consensus)
+    recipe: Recipe
+    out: Path
+    hooks: Hooks
+    dev: torch.device
+    rank: int = 0
+    world: int = 1
+    max_steps: int | None = None
+    model: nn.Module = None  # type: ignore[assignment]
+    net: nn.Module = None  # type: ignore[assignment]
+    train_set: Dataset = None  # type: ignore[assignment]
+    val_set: Dataset = None  # type: ignore[assignment]
+    labels: list[str] = field(default_factory=list)
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    opt: torch.optim.Optimizer = None  # type: ignore[assignment]
+    factor: Callable[[int], float] = lambda i: 1.0
+    scaler: Any = None
+    start_epoch: int = 0
+    best: float = -1.0
+    history: list[float] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    done_steps: int = 0
 
+    @property
+    def use_amp(self) -> bool:
+        return self.recipe.train.amp and self.dev.type == "cuda"
 
-def _norm(model: nn.Module | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    mean = getattr(model, "mean", None) or IMAGENET_MEAN
-    std = getattr(model, "std", None) or IMAGENET_STD
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_set) / self.recipe.train.batch_size)
 
-
-def build_datasets(recipe: Recipe, data_root: str | Path | None = None,
-                   mean: tuple[float, ...] = IMAGENET_MEAN,
-                   std: tuple[float, ...] = IMAGENET_STD) -> tuple[Dataset, Dataset]:
-    """Train and validation sets of ``recipe.data`` (``data_root`` overrides ``data.root``)."""
-    from ..data import build_dataset
-
-    d = recipe.data
-    root = data_root if data_root is not None else d.root
-    sets = []
-    for split, train, n in (("train", True, d.num_train), ("val", False, d.num_val)):
-        opts: dict[str, Any] = {}
-        if d.dataset == "synthetic" and root is None and n is not None:
-            opts["n"] = n
-        ds = build_dataset(d.dataset, root, split, segments=d.segments, size=d.size, train=train, mean=mean,
-                           std=std, flip=d.flip and train, seed=d.seed, **opts)
-        if n is not None and "n" not in opts and n < len(ds):
-            labels, flip_map = ds.labels, getattr(ds, "flip_map", None)
-            ds = Subset(ds, range(n))
-            ds.labels, ds.flip_map = labels, flip_map  # type: ignore[attr-defined]
-        sets.append(ds)
-    if len(sets[0]) == 0:
-        raise ActionNetError("the training split is empty")
-    return sets[0], sets[1]
-
-
-def _collate(batch: list) -> dict[str, Any]:
-    from ..data import collate
-
-    return collate(batch)
-
-
-def _seed_worker(worker_id: int) -> None:
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-            "python": repr(random.getstate())}
-
-
-# ----------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def evaluate_model(model: nn.Module, loader: DataLoader, device: torch.device,
-                   set_train_mode: Callable[[nn.Module, bool], None] = _default_train_mode) -> dict[str, float]:
-    """Top-1/top-5/loss over ``loader`` (summed across DDP ranks), via the one evaluation
-    function :func:`actionnet_edge.train.evaluate.evaluate`."""
-    from .evaluate import evaluate
-
-    r = evaluate(model, loader, device=device, set_train_mode=set_train_mode, log_every=60.0)
-    return {"top1": r["top1"], "top5": r["top5"], "loss": r["loss"], "samples": int(r["num_samples"]),
-            "bad": int(r["skipped"])}
+    def out_of_steps(self) -> bool:
+        return self.max_steps is not None and self.done_steps >= self.max_steps
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -159,8 +103,9 @@ def fit(recipe: Recipe, output: str | Path, *, data_root: str | Path | None = No
     """Train ``model`` (default: built from the recipe) and return the final metrics.
 
     Args:
-        recipe: a validated :class:`~actionnet_edge.train.config.Recipe`.
-        output: run folder (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``tb/``).
+        recipe: a validated :class:`~actionnet_edge.train.config.Recipe` (on resume, the run's own:
+            see :func:`~actionnet_edge.train.config.resumed_recipe`).
+        output: run folder (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``recipe.yaml``, ``tb/``).
         data_root: overrides ``recipe.data.root``.
         resume: continue from ``output/last.pt``.
         model, hooks: see the module docstring (QAT passes a prepared GraphModule).
@@ -168,194 +113,284 @@ def fit(recipe: Recipe, output: str | Path, *, data_root: str | Path | None = No
         max_steps: stop after this many optimizer steps in total (tests, smoke runs).
         device: ``cpu`` / ``cuda`` (default: cuda if available).
     Returns:
-        ``{"epoch", "best_top1", "val": {...}, "train_loss", "losses": [...], "output"}``.
+        ``{"epoch", "best_top1", "val": {...}, "train_loss", "losses": [...], "output", "epochs_trained"}``.
     """
-    hooks = hooks or Hooks()
-    out = Path(output)
-    t = recipe.train
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    distributed = world > 1
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    rank = dist.get_rank() if distributed else 0
-    if dev.type == "cuda" and distributed:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    if t.batch_size % world:
-        raise ActionNetError(f"train.batch_size {t.batch_size} is not divisible by the {world} processes")
-    per_rank = t.batch_size // world
-    last = out / "last.pt"
-    if resume and not last.is_file():
-        raise ActionNetError(f"nothing to resume: {last} does not exist")
-
-    torch.manual_seed(t.seed)
-    random.seed(t.seed)
-    np.random.seed(t.seed)
-    own_model = model is None
-    if train_set is None or val_set is None:
-        mean, std = _norm(model)
-        if own_model:
-            from ..models.backbones import BACKBONES
-
-            spec = BACKBONES[recipe.model.arch](recipe.model.width_mult) if recipe.model.arch in BACKBONES else None
-            mean, std = (tuple(spec.mean), tuple(spec.std)) if spec is not None else (mean, std)
-        tr, va = build_datasets(recipe, data_root, mean, std)
-        train_set = tr if train_set is None else train_set
-        val_set = va if val_set is None else val_set
-    labels = list(train_set.labels)  # type: ignore[attr-defined]
-    if model is None:
-        torch.manual_seed(t.seed)
-        model = build_model(recipe, len(labels))
-    model.to(dev)
-    preprocess = default_preprocess(model, recipe.data.size) if hasattr(model, "mean") else {
-        "size": recipe.data.size, "resize": int(round(recipe.data.size * 256 / 224)),
-        "mean": list(_norm(model)[0]), "std": list(_norm(model)[1])}
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    if t.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=t.lr, betas=(t.momentum, 0.999), weight_decay=t.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(t.lr_steps), gamma=t.lr_gamma)
-    use_amp = t.amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start_epoch, best, history = 0, -1.0, []
+    run = _setup_process(resolved_recipe(recipe, data_root), Path(output), hooks or Hooks(), device, max_steps)
+    _setup_data(run, model, train_set, val_set)
+    _setup_model(run, model)
+    _setup_optimizer(run)
     if resume:
-        raw = read_checkpoint(last)
-        state = raw.get("train_state")
-        if not isinstance(state, dict):
-            raise ActionNetError(f"{last} has no training state to resume from")
-        hooks.load_state(model, raw["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if use_amp and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, best = int(state["epoch"]) + 1, float(state.get("best_top1", -1.0))
-        history = list(state.get("losses", []))
-        log.info("resuming from %s at epoch %d (best top-1 so far %.4f)", last, start_epoch, best)
-    net: nn.Module = model
-    if distributed:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-
-    val_idx = list(range(rank, len(val_set), world))
-    val_loader = DataLoader(Subset(val_set, val_idx) if distributed else val_set, batch_size=per_rank,
-                            shuffle=False, num_workers=recipe.data.workers, collate_fn=_collate,
-                            worker_init_fn=_seed_worker)
-    writer = _tensorboard(out / "tb") if rank == 0 else None
-    steps_per_epoch = math.ceil(len(train_set) / t.batch_size)
-    total_steps = steps_per_epoch * (t.epochs - start_epoch)
-    if max_steps is not None:
-        total_steps = min(total_steps, max_steps)
-    done_steps, t_start, val = 0, time.time(), {}
-    result: dict[str, Any] = {"output": str(out), "best_top1": best, "epoch": start_epoch - 1, "losses": history}
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        log.info("training %s on %d clips (%d classes), %d epochs from %d, batch %d x %d processes, %s",
-                 type(model).__name__, len(train_set), len(labels), t.epochs, start_epoch, per_rank, world, dev)
-    for epoch in range(start_epoch, t.epochs):
-        if max_steps is not None and done_steps >= max_steps:
+        _restore(run)
+    result: dict[str, Any] = {"output": str(run.out), "best_top1": run.best, "epoch": run.start_epoch - 1,
+                              "losses": run.history, "epochs_trained": 0}
+    if run.rows:
+        result["val"] = {k[4:]: v for k, v in run.rows[-1].items() if k.startswith("val_")}
+    if run.start_epoch >= run.recipe.train.epochs:
+        log.info("nothing to train: %s has finished its %d epochs (pass --set train.epochs=N to extend it)",
+                 run.out, run.recipe.train.epochs)
+        return result
+    _start_outputs(run)
+    val_loader = _val_loader(run)
+    writer = _tensorboard(run.out / "tb") if run.rank == 0 else None
+    for epoch in range(run.start_epoch, run.recipe.train.epochs):
+        if run.out_of_steps():
             break
-        torch.manual_seed(t.seed * 100_003 + epoch * 1009 + rank)  # dropout, worker seeds
-        if distributed:
-            sampler = torch.utils.data.DistributedSampler(train_set, world, rank, shuffle=True, seed=t.seed)
-            sampler.set_epoch(epoch)
-        else:
-            sampler = torch.utils.data.RandomSampler(train_set, generator=torch.Generator().manual_seed(t.seed * 7919 + epoch))
-        loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, num_workers=recipe.data.workers,
-                            collate_fn=_collate, worker_init_fn=_seed_worker, drop_last=False,
-                            persistent_workers=False)
-        if hooks.on_epoch_start is not None:
-            hooks.on_epoch_start(epoch, model)
-        hooks.set_train_mode(model, True)
-        lr = opt.param_groups[0]["lr"]
-        loss_sum, correct, seen, bad, ep_start = 0.0, 0, 0, 0, time.time()
-        for step, batch in enumerate(loader):
-            if max_steps is not None and done_steps >= max_steps:
-                break
-            if batch["bad"]:
-                bad += len(batch["bad"])
-                log.warning("skipped %d bad sample(s): %s", len(batch["bad"]),
-                            "; ".join(f"{n} ({r})" for n, r in batch["bad"][:3]))
-            if len(batch["labels"]) == 0:
-                continue
-            x, y = batch["clips"].to(dev, non_blocking=True), batch["labels"].to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
-                logits = net(x)
-                loss = F.cross_entropy(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise ActionNetError(f"loss became {loss.item()} at epoch {epoch} step {step}: lower train.lr")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if t.clip_grad:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(params, t.clip_grad)
-            scaler.step(opt)
-            scaler.update()
-            done_steps += 1
-            history.append(round(float(loss.item()), 6))
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
-            if rank == 0 and (done_steps % t.log_every == 0 or step == steps_per_epoch - 1):
-                el = time.time() - t_start
-                rate = done_steps * t.batch_size / max(el, 1e-6)
-                eta = (total_steps - done_steps) * el / done_steps
-                log.info("epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.4g | %.2f clips/s, ETA %s",
-                         epoch + 1, t.epochs, step + 1, steps_per_epoch, loss_sum / seen, correct / seen, lr, rate,
-                         _hms(eta))
-        sched.step()
-        val = evaluate_model(model, val_loader, dev, hooks.set_train_mode)  # unwrapped: shards differ in size
-        train_loss = loss_sum / max(seen, 1)
-        improved = val["top1"] > best
-        best = max(best, val["top1"])
-        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_top1": correct / max(seen, 1),
-               "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"], "bad_train": bad,
-               "bad_val": val["bad"], "seconds": round(time.time() - ep_start, 1),
-               "clips_per_s": round(seen * world / max(time.time() - ep_start, 1e-6), 3)}
-        if rank == 0:
-            log.info("epoch %d/%d: train loss %.4f top-1 %.4f | val top-1 %.4f top-5 %.4f%s | %d bad samples",
-                     epoch + 1, t.epochs, train_loss, row["train_top1"], val["top1"], val["top5"],
-                     " (best)" if improved else "", bad + val["bad"])
-            with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            if writer is not None:
-                for k, v in row.items():
-                    if k != "epoch":
-                        writer.add_scalar(k, v, epoch)
-                writer.flush()
-            metrics = {"top1": val["top1"], "top5": val["top5"], "epoch": epoch}
-            state = {"epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "best_top1": best, "rng": _rng_state(), "losses": list(history),
-                     "scaler": scaler.state_dict() if use_amp else None}
-            extra = {"recipe": recipe.to_dict(), "metrics": metrics}
-            _save(hooks, last, model, labels, preprocess, dict(extra, train_state=state))
-            if improved:
-                _save(hooks, out / "best.pt", model, labels, preprocess, extra)
-        if distributed:
-            dist.barrier()
-        result.update(epoch=epoch, best_top1=best, val=val, train_loss=train_loss)
+        row = _train_epoch(run, epoch)
+        val = evaluate_model(run.model, val_loader, run.dev, run.hooks.set_train_mode)  # unwrapped: shards differ
+        _end_epoch(run, epoch, row, val, writer)
+        result.update(epoch=epoch, best_top1=run.best, val=val, train_loss=row["train_loss"],
+                      epochs_trained=result["epochs_trained"] + 1)
     if writer is not None:
         writer.close()
-    result["losses"] = history
     return result
 
 
-def _save(hooks: Hooks, path: Path, model: nn.Module, labels: list[str], preprocess: dict[str, Any],
-          extra: dict[str, Any]) -> None:
-    if hooks.save is not None:
-        hooks.save(path, model, labels, dict(extra, preprocess=preprocess))
+def _setup_process(recipe: Recipe, out: Path, hooks: Hooks, device: str | None, max_steps: int | None) -> _Run:
+    """Device, DDP process group and seeds."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    if recipe.train.batch_size % world:
+        raise ActionNetError(f"train.batch_size {recipe.train.batch_size} is not divisible by the {world} processes")
+    seed = recipe.train.seed
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    return _Run(recipe, out, hooks, dev, rank=dist.get_rank() if world > 1 else 0, world=world, max_steps=max_steps)
+
+
+def _setup_data(run: _Run, model: nn.Module | None, train_set: Dataset | None, val_set: Dataset | None) -> None:
+    """The datasets (the recipe's, normalised as the model's backbone expects) and their labels."""
+    if train_set is None or val_set is None:
+        mean, std = _norm(model)
+        if model is None:
+            from ..models.backbones import BACKBONES
+
+            m = run.recipe.model
+            if m.arch in BACKBONES:
+                spec = BACKBONES[m.arch](m.width_mult)
+                mean, std = tuple(spec.mean), tuple(spec.std)
+        tr, va = build_datasets(run.recipe, None, mean, std)
+        train_set = tr if train_set is None else train_set
+        val_set = va if val_set is None else val_set
+    run.train_set, run.val_set = train_set, val_set
+    run.labels = list(train_set.labels)  # type: ignore[attr-defined]
+
+
+def _setup_model(run: _Run, model: nn.Module | None) -> None:
+    """The model (built from the recipe unless given), on the device, DDP-wrapped, and its preprocessing."""
+    if model is None:
+        torch.manual_seed(run.recipe.train.seed)
+        model = build_model(run.recipe, len(run.labels))
+    model.to(run.dev)
+    size = run.recipe.data.size
+    mean, std = _norm(model)
+    run.preprocess = default_preprocess(model, size) if hasattr(model, "mean") else {
+        "size": size, "resize": int(round(size * 256 / 224)), "mean": list(mean), "std": list(std)}
+    run.model = run.net = model
+    if run.world > 1:
+        run.net = nn.parallel.DistributedDataParallel(model, device_ids=[run.dev.index] if run.dev.type == "cuda" else None)
+
+
+def _setup_optimizer(run: _Run) -> None:
+    """Optimizer, the schedule's per-step factor and the AMP scaler."""
+    t = run.recipe.train
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    if t.optimizer == "adamw":
+        run.opt = torch.optim.AdamW(params, lr=t.lr, betas=(t.momentum, 0.999), weight_decay=t.weight_decay)
     else:
-        save_checkpoint(path, model, labels, preprocess, **extra)
+        run.opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    for g in run.opt.param_groups:
+        g["initial_lr"] = g["lr"]
+    run.factor = lr_factor(t.lr_schedule, t.lr_steps, t.lr_gamma, t.warmup, t.epochs, run.steps_per_epoch)
+    run.scaler = torch.amp.GradScaler("cuda", enabled=run.use_amp)
 
 
-def _tensorboard(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception as e:  # tensorboard missing or broken: metrics.jsonl still has everything
-        log.warning("TensorBoard logging off (%s)", e)
-        return None
-    return SummaryWriter(str(path))
+def _restore(run: _Run) -> None:
+    """Continue ``last.pt``: weights, optimizer, epoch, best, losses and metrics rows, after checking
+    that the recipe is the run's own (but a longer ``train.epochs``)."""
+    last = run.out / "last.pt"
+    if not last.is_file():
+        raise ActionNetError(f"nothing to resume: {last} does not exist")
+    raw = read_checkpoint(last)
+    state = raw.get("train_state")
+    if not isinstance(state, dict):
+        raise ActionNetError(f"{last} has no training state to resume from")
+    check_same_run(run.recipe, raw.get("recipe"), str(last))
+    run.hooks.load_state(run.model, raw["state_dict"])
+    run.opt.load_state_dict(state["optimizer"])
+    if run.use_amp and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    run.start_epoch, run.best = int(state["epoch"]) + 1, float(state.get("best_top1", -1.0))
+    run.history = list(state.get("losses", []))
+    rows = state.get("rows")
+    if rows is None:  # a checkpoint without its rows: the file's, one per epoch it covers
+        rows = list({r["epoch"]: r for r in _read_rows(run.out / "metrics.jsonl")}.values())
+    run.rows = [r for r in rows if r.get("epoch", -1) < run.start_epoch]
+    log.info("resuming from %s at epoch %d (best top-1 so far %.4f)", last, run.start_epoch + 1, run.best)
+
+
+def _start_outputs(run: _Run) -> None:
+    """The run folder, its ``recipe.yaml`` (the recipe that runs) and ``metrics.jsonl`` (the rows of
+    the epochs in ``last.pt``: a row written after a checkpoint that a kill lost is dropped)."""
+    if run.rank != 0:
+        return
+    run.out.mkdir(parents=True, exist_ok=True)
+    _write_text(run.out / "recipe.yaml", yaml.safe_dump(run.recipe.to_dict(), sort_keys=False))
+    _write_text(run.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in run.rows))
+    t = run.recipe.train
+    log.info("training %s on %d clips (%d classes), %d epochs from %d, batch %d x %d processes, %s",
+             type(run.model).__name__, len(run.train_set), len(run.labels), t.epochs, run.start_epoch + 1,
+             t.batch_size // run.world, run.world, run.dev)
+
+
+def _val_loader(run: _Run) -> DataLoader:
+    val_idx = list(range(run.rank, len(run.val_set), run.world))
+    data = Subset(run.val_set, val_idx) if run.world > 1 else run.val_set
+    return DataLoader(data, batch_size=run.recipe.train.batch_size // run.world, shuffle=False,
+                      num_workers=run.recipe.data.workers, collate_fn=_collate, worker_init_fn=_seed_worker)
+
+
+def _train_loader(run: _Run, epoch: int) -> DataLoader:
+    """This epoch's shuffled loader; sampler, dropout and worker seeds follow (seed, epoch)."""
+    t = run.recipe.train
+    torch.manual_seed(t.seed * 100_003 + epoch * 1009 + run.rank)  # dropout, worker seeds
+    if run.world > 1:
+        sampler = torch.utils.data.DistributedSampler(run.train_set, run.world, run.rank, shuffle=True, seed=t.seed)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = torch.utils.data.RandomSampler(run.train_set,
+                                                 generator=torch.Generator().manual_seed(t.seed * 7919 + epoch))
+    return DataLoader(run.train_set, batch_size=t.batch_size // run.world, sampler=sampler,
+                      num_workers=run.recipe.data.workers, collate_fn=_collate, worker_init_fn=_seed_worker)
+
+
+def _train_epoch(run: _Run, epoch: int) -> dict[str, Any]:
+    """One pass over the training set; returns the epoch's row (train figures) of ``metrics.jsonl``."""
+    t = run.recipe.train
+    if run.hooks.on_epoch_start is not None:
+        run.hooks.on_epoch_start(epoch, run.model)
+    run.hooks.set_train_mode(run.model, True)
+    lr = run.opt.param_groups[0]["initial_lr"] * run.factor(epoch * run.steps_per_epoch)
+    loss_sum, correct, seen, bad, start = 0.0, 0, 0, 0, time.time()
+    show = run.rank == 0 and bar_enabled()
+    with progress(len(run.train_set) // run.world if run.rank == 0 else 0, f"epoch {epoch + 1}/{t.epochs}") as bar:
+        for step, batch in enumerate(_train_loader(run, epoch)):
+            if run.out_of_steps():
+                break
+            bad += _report_bad(batch)
+            if len(batch["labels"]) == 0:
+                continue
+            loss, hits = _train_step(run, batch, epoch * run.steps_per_epoch + step, f"epoch {epoch + 1} step {step}")
+            n = len(batch["labels"])
+            loss_sum, correct, seen = loss_sum + loss * n, correct + hits, seen + n
+            bar.update(n)
+            if run.rank == 0 and not show and (run.done_steps % t.log_every == 0 or step == run.steps_per_epoch - 1):
+                _log_step(run, epoch, step, loss_sum / seen, correct / seen, seen, start)
+    return {"epoch": epoch, "lr": lr, "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
+            "bad_train": bad, "seconds": round(time.time() - start, 1),
+            "clips_per_s": round(seen * run.world / max(time.time() - start, 1e-6), 3)}
+
+
+def _train_step(run: _Run, batch: dict[str, Any], index: int, where: str) -> tuple[float, int]:
+    """One optimizer step at position ``index`` of the run's schedule; returns (loss, correct)."""
+    x, y = batch["clips"].to(run.dev, non_blocking=True), batch["labels"].to(run.dev, non_blocking=True)
+    for g in run.opt.param_groups:
+        g["lr"] = g["initial_lr"] * run.factor(index)
+    with torch.autocast(run.dev.type, dtype=torch.float16, enabled=run.use_amp):
+        logits = run.net(x)
+        loss = F.cross_entropy(logits.float(), y)
+    if not torch.isfinite(loss):
+        raise ActionNetError(f"loss became {loss.item()} at {where}: lower train.lr (or add train.warmup)")
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if run.recipe.train.clip_grad:
+        run.scaler.unscale_(run.opt)
+        nn.utils.clip_grad_norm_([p for g in run.opt.param_groups for p in g["params"]], run.recipe.train.clip_grad)
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    run.done_steps += 1
+    run.history.append(round(float(loss.item()), 6))
+    return float(loss.item()), int((logits.argmax(1) == y).sum().item())
+
+
+def _report_bad(batch: dict[str, Any]) -> int:
+    if batch["bad"]:
+        log.warning("skipped %d bad sample(s): %s", len(batch["bad"]),
+                    "; ".join(f"{n} ({r})" for n, r in batch["bad"][:3]))
+    return len(batch["bad"])
+
+
+def _log_step(run: _Run, epoch: int, step: int, loss: float, acc: float, seen: int, start: float) -> None:
+    """The progress line logged when no bar is drawn (logs in files, CI)."""
+    t = run.recipe.train
+    el = time.time() - start
+    rate = seen * run.world / max(el, 1e-6)
+    left = (t.epochs - epoch) * len(run.train_set) - seen * run.world
+    log.info("epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.4g | %.2f clips/s, ETA %s", epoch + 1, t.epochs,
+             step + 1, run.steps_per_epoch, loss, acc, run.opt.param_groups[0]["lr"], rate, _hms(left / max(rate, 1e-9)))
+
+
+def _end_epoch(run: _Run, epoch: int, row: dict[str, Any], val: dict[str, float], writer) -> None:
+    """Checkpoints first, then the metrics row (so the rows never run ahead of ``last.pt``)."""
+    improved = val["top1"] > run.best
+    run.best = max(run.best, val["top1"])
+    row.update(val_top1=val["top1"], val_top5=val["top5"], val_loss=val["loss"], bad_val=val["bad"])
+    run.rows.append(row)
+    if run.rank == 0:
+        log.info("epoch %d/%d: train loss %.4f top-1 %.4f | val top-1 %.4f top-5 %.4f%s | %d bad samples",
+                 epoch + 1, run.recipe.train.epochs, row["train_loss"], row["train_top1"], val["top1"],
+                 val["top5"], " (best)" if improved else "", row["bad_train"] + val["bad"])
+        _save_checkpoints(run, epoch, val, improved)
+        with open(run.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if writer is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    writer.add_scalar(k, v, epoch)
+            writer.flush()
+    if run.world > 1:
+        dist.barrier()
+
+
+def _save_checkpoints(run: _Run, epoch: int, val: dict[str, float], improved: bool) -> None:
+    state = {"epoch": epoch, "optimizer": run.opt.state_dict(), "best_top1": run.best, "rng": _rng_state(),
+             "losses": list(run.history), "rows": list(run.rows),
+             "scaler": run.scaler.state_dict() if run.use_amp else None}
+    extra = {"recipe": run.recipe.to_dict(), "metrics": {"top1": val["top1"], "top5": val["top5"], "epoch": epoch}}
+    _save(run, run.out / "last.pt", dict(extra, train_state=state))
+    if improved:
+        _save(run, run.out / "best.pt", extra)
+
+
+def _save(run: _Run, path: Path, extra: dict[str, Any]) -> None:
+    if run.hooks.save is not None:
+        run.hooks.save(path, run.model, run.labels, dict(extra, preprocess=run.preprocess))
+    else:
+        save_checkpoint(path, run.model, run.labels, run.preprocess, **extra)
+
+
+# ----------------------------------------------------------------------------- small helpers
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
+            "python": repr(random.getstate())}
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write atomically (a temporary name, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _hms(seconds: float) -> str:
