@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ActionNetError, unknown_name
+from .models import check_input_size
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +210,8 @@ def cam_video(
         raise ActionNetError(f"--out must be a .png file, got {out}")
     if not checkpoints:
         checkpoints = [None]
-    if size is not None and size < 32:
-        raise ActionNetError(f"--size must be at least 32 px, got {size}")
+    if size is not None:
+        check_input_size(size, "--size")
     ckpts = [load_checkpoint(c) for c in checkpoints]
     if size is not None:
         for c in ckpts:

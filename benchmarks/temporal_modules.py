@@ -6,9 +6,7 @@
 Times TSM's shift, ACTION's learnable shift and its STE / CE / ME paths and the whole ACTION
 module, summed over the ten inverted-residual blocks with a residual (24 x 56^2, 2 x 32 x 28^2,
 3 x 64 x 14^2, 2 x 96 x 14^2, 2 x 160 x 7^2, for N*T = 8), in eval, with the malloc setting the bench's
-workers get (above). "ste (Conv3d)" is STE computed the official way, its Conv3d on (N, 1, T, H, W);
-"me (maps)" is ME through its squeezed maps and K's convolution (what training and the exports run)
-instead of eval's shortcut (ME.pooled_eval).
+workers get (above). "ste (Conv3d)" is STE computed the official way, its Conv3d on (N, 1, T, H, W).
 """
 import argparse
 import time
@@ -41,10 +39,6 @@ def main() -> None:
     calls = {name: [m.eval() for m in (cls(c, t) for c, _ in SHAPES)] for name, cls in kinds.items()}
     calls = {k: [m.__call__ for m in v] for k, v in calls.items()}
     calls["ste (Conv3d)"] = [lambda x, m=m: ste_conv3d(m, x) for m in (STE(c, t).eval() for c, _ in SHAPES)]
-    maps = [ME(c, t).eval() for c, _ in SHAPES]
-    for m in maps:
-        m.pooled_eval = m.pooled_maps  # this instance only: the convolutions, as in training and the exports
-    calls["me (maps)"] = [m.__call__ for m in maps]
     print(f"eager, {a.threads} threads, sum over the {len(SHAPES)} MobileNetV2 blocks, mean of {a.reps} reps")
     with torch.inference_mode():
         for name, fns in calls.items():

@@ -26,6 +26,7 @@ import torch
 from ..checkpoint import Checkpoint, bundled_checkpoint, load_checkpoint, read_checkpoint
 from ..errors import ActionNetError, unknown_name
 from .base import LAYOUTS, RuntimeUnavailable
+from ..models import check_input_size
 from ..models.edge import to_edge
 from ..quant import fake_quant_model, load_qat_checkpoint, quantize
 from .metadata import build_metadata
@@ -225,8 +226,7 @@ def _stream_source(checkpoint, segments: int | None, exporter) -> _Source:
 def _input_size(size: int | None, src: _Source, precision: str) -> int:
     """S of the exported input, checked against a QAT checkpoint's graph."""
     s = int(size or src.ckpt.preprocess["size"])
-    if s < 32:
-        raise ActionNetError(f"--size must be at least 32, got {s}")
+    check_input_size(s, "--size")
     q = src.qat_state
     if q is not None and precision == "int8" and s != q["input_shape"][-1]:
         raise ActionNetError(f"--size {s} differs from the {q['input_shape'][-1]} px this QAT checkpoint was "

@@ -119,9 +119,6 @@ class EdgeME(ME):
         self.squeeze, self.bn, self.conv = (copy.deepcopy(m) for m in (src.squeeze, src.bn, src.conv))
         self.expand = _linear(src.expand)
 
-    def pooled_eval(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.pooled_maps(x)  # the convolutions: native ops of every delegate (BN folds into the squeeze)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.expand(self.motion(x)))
 

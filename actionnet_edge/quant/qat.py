@@ -65,7 +65,7 @@ def run_qat(recipe, output: str | Path, *, init: str | Path | None = None, backe
     prepared = _prepare_graph(edge, backend, input_shape, q, None if resume else train_set, batch, recipe.train.seed)
     hooks = _qat_hooks(q, ck, backend, input_shape, default_preprocess(ck.model, size), out)
     train_cfg = dataclasses.replace(recipe.train, epochs=q.epochs, lr=q.lr, lr_steps=list(q.lr_steps),
-                                    batch_size=batch)
+                                    lr_schedule="step", warmup=0.0, batch_size=batch)
     qat_recipe = dataclasses.replace(recipe, train=train_cfg, qat=dataclasses.replace(q, backend=backend))
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = fit(qat_recipe, out, data_root=data_root, resume=resume, model=prepared, hooks=hooks,
