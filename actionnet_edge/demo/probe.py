@@ -36,6 +36,27 @@ def _check_bytes(path: Path) -> None:
         raise ActionNetError(f"{path} is empty (0 bytes); export the model again")
 
 
+def _check_pte(path: Path) -> None:
+    """A .pte's header against its size, read here because ExecuTorch's loader aborts the whole
+    process on some malformed files (a C++ terminate, not an exception). The file identifier
+    ("ET" + version) sits at bytes 4-8; the extended header ("eh00", little-endian) at byte 8
+    gives the program's size and where its segments start and how long they are."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    size = path.stat().st_size
+    if len(head) < 8 or head[4:6] != b"ET":
+        raise ActionNetError(f"{path} is not an ExecuTorch program (no 'ET' file identifier); export it again")
+    if head[8:12] != b"eh00" or len(head) < 32:
+        return
+    length = int.from_bytes(head[12:16], "little")
+    program = int.from_bytes(head[16:24], "little")
+    base = int.from_bytes(head[24:32], "little")
+    segments = int.from_bytes(head[32:40], "little") if length >= 32 and len(head) >= 40 else 0
+    need = max(program, base + segments if base else 0)
+    if size < need:
+        raise ActionNetError(f"{path} is truncated: {size} of its {need} bytes; export it again")
+
+
 def _check_labels(meta: dict[str, Any], scores: int, name: str) -> None:
     labels = len(meta["labels"])
     if scores != labels:
@@ -103,6 +124,8 @@ def check_artifact(artifact_dir: str | Path) -> tuple[dict[str, Any], str, Path]
     meta = read_metadata(d)
     target, path = artifact_file(d, meta)
     _check_bytes(path)
+    if path.suffix == ".pte":
+        _check_pte(path)
     exporter = get_exporter(target)
     probe = _probe_stream if "streaming" in meta else _probe_clip
     _check_labels(meta, probe(exporter, path, meta), path.name)

@@ -134,6 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # connections waiting to be accepted (many at once: a page load, a test)
 
     def handle_error(self, request, client_address) -> None:
         """A client that hung up is one debug line; anything else is a bug and keeps its traceback."""
