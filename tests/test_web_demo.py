@@ -98,14 +98,18 @@ class Chromium:
                 return m["result"]
             self.events.append(m)
 
-    def open(self, url: str, hold: str | None = None, phone: bool = False) -> "Page":
+    def open(self, url: str, hold: str | None = None, phone: bool = False, block: str | None = None) -> "Page":
         """A new tab on ``url``; ``hold``: a URL pattern whose requests are never answered (the
-        page stays where it waits for them); ``phone``: a 390 x 844 CSS px phone screen."""
+        page stays where it waits for them); ``block``: one whose requests fail; ``phone``: a
+        390 x 844 CSS px phone screen."""
         tid = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         sid = self.send("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
         self.send("Runtime.enable", session=sid)
         if hold:
             self.send("Fetch.enable", {"patterns": [{"urlPattern": hold}]}, session=sid)
+        if block:
+            self.send("Network.enable", session=sid)
+            self.send("Network.setBlockedURLs", {"urls": [block]}, session=sid)
         if phone:
             self.send("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 2,
                                                               "mobile": True}, session=sid)
@@ -565,6 +569,17 @@ def test_page_says_why_the_model_failed(case, states_browser, breakable):
     # the gestures are listed once metadata.json is read, whatever happens to the model after
     assert got["gestures"] == (meta["labels"] if case.startswith("model") else [])
     assert got["width"] <= 390
+
+
+@needs_browser
+def test_page_says_the_runtime_failed(states_browser, served):
+    """onnxruntime-web's module cannot be fetched: the page says so (not 'loading' forever)."""
+    browser, _ = states_browser
+    page = browser.open(served, block="*ort.wasm.min.mjs", phone=True)
+    got = page.wait_phase(("failed", "running", "camera", "denied", "nocamera"))
+    assert got["phase"] == "failed" and got["title"] == "Runtime failed", got
+    assert got["detail"].startswith("onnxruntime-web did not load") and "npm ci" in got["detail"]
+    assert got["gestures"] == [] and got["video"] == "none"
 
 
 @needs_browser

@@ -316,7 +316,8 @@ async function loadModel(config) {
   try {
     ort = await import('./vendor/ort/ort.wasm.min.mjs');
   } catch (e) {
-    throw new Error(`onnxruntime-web did not load (${e.message}); run: npm ci --prefix web_demo`);
+    throw Object.assign(new Error(`onnxruntime-web did not load (${e.message}); run: npm ci --prefix web_demo`),
+                        { title: 'Runtime failed' });
   }
   show('loading', 'Loading the model…', 'metadata.json');
   const meta = checkMeta(await load(config.metadata, 'json', 'metadata.json'));
@@ -466,4 +467,4 @@ async function main() {
   schedule();
 }
 
-main().catch((e) => fail(e.message));
+main().catch((e) => fail(e.message, e.title));

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import ActionNetError
 from ..writable import check_writable
+from .probe import first_line as _first_line
 from .runtime import Model
 from .window import SlidingWindow
 
@@ -55,11 +56,6 @@ class LiveResult:
                 "final": self.predictions[-1].top if self.predictions else [],
                 "predictions": [{"frame": p.frame, "top": p.top, "latency_ms": round(p.latency_ms, 2)}
                                 for p in self.predictions]}
-
-
-def _first_line(e: Exception) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:200] if s else type(e).__name__
 
 
 def open_source(video: str | Path | None = None, camera: int | None = None):

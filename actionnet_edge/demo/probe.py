@@ -22,7 +22,8 @@ from .window import read_metadata
 log = logging.getLogger(__name__)
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
+    """The first line of an error from another library (its type's name if it says nothing)."""
     s = str(e).strip()
     return s.splitlines()[0][:240] if s else type(e).__name__
 
@@ -80,12 +81,12 @@ def _probe_clip(exporter, path: Path, meta: dict[str, Any]) -> int:
     except RuntimeUnavailable as e:
         raise ActionNetError(f"cannot run {path.name} here: {e}") from None
     except Exception as e:  # noqa: BLE001 (any runtime's own error: a damaged or truncated file)
-        raise ActionNetError(f"cannot load {path} ({_first_line(e)}); is it truncated? export it again") from None
+        raise ActionNetError(f"cannot load {path} ({first_line(e)}); is it truncated? export it again") from None
     try:
         out = np.asarray(run(np.zeros((1, t, 3, s, s), np.float32)))
     except Exception as e:  # noqa: BLE001
         raise ActionNetError(f"{path.name} does not take the clip metadata.json describes ({t} frames of {s} px, "
-                             f"{layout}: {shape}): {_first_line(e)}") from None
+                             f"{layout}: {shape}): {first_line(e)}") from None
     return int(out.reshape(out.shape[0], -1).shape[-1]) if out.size else 0
 
 
@@ -104,7 +105,7 @@ def _probe_stream(exporter, path: Path, meta: dict[str, Any]) -> int:
         raise ActionNetError(f"cannot run {path.name} here: {e}") from None
     except Exception as e:  # noqa: BLE001
         raise ActionNetError(f"cannot load {path} as the streaming artifact metadata.json describes "
-                             f"({_first_line(e)})") from None
+                             f"({first_line(e)})") from None
     s = int(meta["size"])
     try:
         logits, _, _ = stream.step(np.zeros((1, 3, s, s), np.float32), stream.init_state())
@@ -112,7 +113,7 @@ def _probe_stream(exporter, path: Path, meta: dict[str, Any]) -> int:
         raise
     except Exception as e:  # noqa: BLE001
         raise ActionNetError(f"{path.name} does not take the frame and state metadata.json describes: "
-                             f"{_first_line(e)}") from None
+                             f"{first_line(e)}") from None
     return int(np.asarray(logits).size)
 
 
