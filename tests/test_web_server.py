@@ -231,3 +231,23 @@ def test_the_checks_pass_a_good_artifact(tmp_path):
     r = CliRunner().invoke(main, ["demo", "run", "--artifact", str(tiny_artifact()), "--video", str(video)])
     assert r.exit_code == 0, r.output
     assert "8 frames" in r.stdout
+
+
+@pytest.mark.parametrize("case,message", [("garbage", "is not an ExecuTorch program"),
+                                          ("truncated", "is truncated: 4096 of its 100000 bytes"),
+                                          ("segments cut", "is truncated: 4096 of its 9000 bytes")])
+def test_demo_run_refuses_a_damaged_pte_before_executorch_reads_it(case, message, tmp_path):
+    """ExecuTorch's loader aborts the process on some malformed files, so the .pte header (file
+    identifier; extended header: program size, segment offset and size) is read first."""
+    d = tmp_path / "pte"
+    d.mkdir()
+    meta = json.loads((tiny_artifact() / "metadata.json").read_text())
+    meta.update(target="executorch", artifact="m.pte")
+    (d / "metadata.json").write_text(json.dumps(meta))
+    program, base, segments = {"garbage": (0, 0, 0), "truncated": (100_000, 0, 0), "segments cut": (2000, 4000, 5000)}[case]
+    head = b"\0\0\0\0ET12eh00" + (32).to_bytes(4, "little") + b"".join(
+        v.to_bytes(8, "little") for v in (program, base, segments))
+    (d / "m.pte").write_bytes((b"this is not a program" if case == "garbage" else head).ljust(4096, b"\0"))
+    video = write_mp4(moving_square(8), tmp_path / "v.mp4")
+    r = CliRunner().invoke(main, ["demo", "run", "--artifact", str(d), "--video", str(video)])
+    _one_line_error(r, message)
