@@ -25,6 +25,7 @@ from torch import nn
 
 from .errors import ActionNetError, unknown_name
 from .models import check_input_size
+from .writable import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -136,27 +137,34 @@ def read_clip(path: str | Path, num_segments: int, preprocess: Mapping[str, Any]
 
 @dataclass
 class CamRow:
-    """One row of the figure: a model's name and its CAMs."""
+    """One row of the figure: the checkpoint it comes from, its model's name and its CAMs."""
 
     name: str
     result: CamResult
     label: str
+    checkpoint: str = ""
 
 
-def render_grid(frames: np.ndarray, rows: list[CamRow], out: str | Path, alpha: float = 0.5) -> Path:
-    """Write a PNG grid: the frames on the first row, one CAM overlay row per model (paper
-    Fig. 1 / Figs. 3-5). Written to a temporary file and moved into place."""
+CMAP = "jet"
+COLORBAR_LABEL = "class evidence (0 = the row's min, 1 = its max)"
+
+
+def grid_figure(frames: np.ndarray, rows: list[CamRow], alpha: float = 0.5):
+    """The figure: the frames on the first row, one CAM overlay row per model, each row named by
+    its checkpoint, model and target class, and a colour bar for the maps' scale (each row is
+    scaled to 0..1 over all its frames, so a row's frames compare)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise ActionNetError(f"--out must be a .png file, got {out}")
     t, size = frames.shape[0], frames.shape[1]
-    fig, axes = plt.subplots(len(rows) + 1, t, figsize=(1.6 * t, 1.75 * (len(rows) + 1)), squeeze=False)
-    cmap = plt.get_cmap("jet")
+    fig = plt.figure(figsize=(1.6 * t + 0.8, 1.75 * (len(rows) + 1)), layout="constrained")
+    grid = fig.add_gridspec(len(rows) + 1, t + 1, width_ratios=[1.0] * t + [0.08])
+    axes = np.array([[fig.add_subplot(grid[i, j]) for j in range(t)] for i in range(len(rows) + 1)])
+    cmap = plt.get_cmap(CMAP)
     for j in range(t):
         axes[0, j].imshow(frames[j])
         axes[0, j].set_title(f"t={j}", fontsize=8)
@@ -166,12 +174,28 @@ def render_grid(frames: np.ndarray, rows: list[CamRow], out: str | Path, alpha: 
             heat = cmap(cams[j])[..., :3]
             axes[i, j].imshow(((1 - alpha) * frames[j] / 255.0 + alpha * heat).clip(0, 1))
         p = float(row.result.probs[row.result.target])
-        axes[i, 0].set_ylabel(f"{row.name}\n{row.label} {p:.2f}", fontsize=7)
+        head = f"{row.checkpoint}\n" if row.checkpoint else ""
+        axes[i, 0].set_ylabel(f"{head}{row.name}\n{row.label} {p:.2f}", fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0, 0].set_ylabel("input", fontsize=7)
-    fig.tight_layout()
+    if rows:
+        bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), cax=fig.add_subplot(grid[1:, t]))
+        bar.set_label(COLORBAR_LABEL, fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    return fig
+
+
+def render_grid(frames: np.ndarray, rows: list[CamRow], out: str | Path, alpha: float = 0.5) -> Path:
+    """Write :func:`grid_figure` as a PNG (paper Fig. 1 / Figs. 3-5), to a temporary file moved
+    into place."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ActionNetError(f"--out must be a .png file, got {out}")
+    fig = grid_figure(frames, rows, alpha)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".png", dir=out.parent)
     os.close(fd)
@@ -184,6 +208,12 @@ def render_grid(frames: np.ndarray, rows: list[CamRow], out: str | Path, alpha: 
     finally:
         plt.close(fig)
     return out
+
+
+def _row_names(paths: Sequence[Path]) -> list[str]:
+    """Checkpoint names for the rows: the file names, with their folder where two names repeat."""
+    names = [p.name for p in paths]
+    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
 
 
 _METHOD = {"none": "TSN", "shift": "TSM", "action": "ACTION", "ste": "STE", "ce": "CE", "me": "ME"}
@@ -208,6 +238,7 @@ def cam_video(
 
     if Path(out).suffix.lower() != ".png":
         raise ActionNetError(f"--out must be a .png file, got {out}")
+    check_writable(out, "--out")  # before the work, not after it
     if not checkpoints:
         checkpoints = [None]
     if size is not None:
@@ -233,7 +264,7 @@ def cam_video(
         targets.append(None if label is None else c.labels.index(label))
     frames, first_clip = read_clip(video, t, first.preprocess)
     rows, summary = [], []
-    for c, target in zip(ckpts, targets):
+    for c, target, ckpt_name in zip(ckpts, targets, _row_names([Path(c.path) for c in ckpts])):
         _, clip = read_clip(video, t, c.preprocess) if c.preprocess != first.preprocess else (None, first_clip)
         res = class_activation_maps(c.model, clip, target)
         if res.cams.shape[1] * res.cams.shape[2] == 1:
@@ -242,7 +273,7 @@ def cam_video(
                         c.path.name, size)
         cfg = c.model.config
         name = f"{_METHOD.get(cfg['temporal'], cfg['temporal'])} ({cfg['arch']})"
-        rows.append(CamRow(name, res, c.labels[res.target]))
+        rows.append(CamRow(name, res, c.labels[res.target], ckpt_name))
         top1 = int(res.probs.argmax())
         summary.append({"checkpoint": str(c.path), "method": name, "target": c.labels[res.target],
                         "target_prob": float(res.probs[res.target]), "top1": c.labels[top1],

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from pathlib import Path
+
 from PIL import Image
 
 from actionnet_edge.cam import class_activation_maps, read_clip
@@ -15,6 +17,7 @@ from actionnet_edge.models import create_model
 
 T, SIZE, K = 4, 64, 3
 LABELS = ["left", "right", "still"]
+WIDTH = int((1.6 * T + 0.8) * 100)  # px: T frame columns and the colour bar, at 100 dpi
 
 
 def _write_video(path, n=20, size=80):
@@ -107,7 +110,7 @@ def test_cli_frame_folder(ckpts, tmp_path):
     out = tmp_path / "f.png"
     r = CliRunner().invoke(main, ["cam", str(d), "-c", str(ckpts["shift"]), "-o", str(out)])
     assert r.exit_code == 0, r.output
-    assert np.asarray(Image.open(out)).shape[:2] == (2 * 175, T * 160)
+    assert np.asarray(Image.open(out)).shape[:2] == (2 * 175, WIDTH)
 
 
 def test_cli_compare_writes_grid(video, ckpts, tmp_path):
@@ -120,8 +123,8 @@ def test_cli_compare_writes_grid(video, ckpts, tmp_path):
     assert "TSN (mobilenet_v2)" in r.output and "TSM" in r.output and "ACTION" in r.output
     assert "'right'" in r.output
     img = np.asarray(Image.open(out).convert("RGB"))
-    # 4 rows (input + 3 models) x T columns of panels (1.75 x 1.6 inches at 100 dpi)
-    assert img.shape[:2] == (4 * 175, T * 160)
+    # 4 rows (input + 3 models) x T columns of panels (1.75 x 1.6 inches at 100 dpi) and the colour bar
+    assert img.shape[:2] == (4 * 175, WIDTH)
     assert img.std() > 10
     assert [p.name for p in out.parent.iterdir()] == ["cam.png"]  # no temp file left
 
@@ -145,7 +148,7 @@ def test_cli_size_override(video, ckpts, tmp_path):
                                   "-o", str(out), "--size", "96", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["size"] == 96
-    assert np.asarray(Image.open(out)).shape[:2] == (3 * 175, T * 160)
+    assert np.asarray(Image.open(out)).shape[:2] == (3 * 175, WIDTH)
 
 
 @pytest.mark.parametrize("case,message", [
@@ -176,3 +179,54 @@ def test_cli_bad_input(case, message, video, ckpts, tmp_path):
     assert message in r.output
     assert len([line for line in r.output.splitlines() if line.startswith("Error")]) == 1
     assert not out.exists()
+
+
+def test_figure_names_rows_by_checkpoint_and_has_a_colour_bar(video, ckpts):
+    """Each CAM row is titled with its checkpoint, model and class; one colour bar gives the scale."""
+    import matplotlib.pyplot as plt
+
+    from actionnet_edge.cam import COLORBAR_LABEL, CamRow, grid_figure
+
+    frames, clip = read_clip(video, T, {"size": SIZE, "mean": [0.5] * 3, "std": [0.25] * 3})
+    rows = []
+    for name in ("none", "action"):
+        torch.manual_seed(0)
+        m = create_model("mobilenet_v2", name, T, K, width_mult=0.25, dropout=0.0)
+        rows.append(CamRow(f"model {name}", class_activation_maps(m, clip), LABELS[0], f"{name}.pt"))
+    fig = grid_figure(frames, rows)
+    try:
+        bars = [ax for ax in fig.axes if ax.get_ylabel() == COLORBAR_LABEL]
+        assert len(bars) == 1 and bars[0].get_ylim() == (0.0, 1.0)
+        assert len(fig.axes) == 3 * T + 1  # (input + 2 rows) x T panels + the colour bar
+        titles = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel() and ax is not bars[0]]
+        assert titles[0] == "input"
+        assert [t.split("\n")[:2] for t in titles[1:]] == [["none.pt", "model none"], ["action.pt", "model action"]]
+    finally:
+        plt.close(fig)
+
+
+def test_cli_rows_named_by_checkpoint_file(video, ckpts, tmp_path):
+    """Two checkpoints of one name in two folders: each row says which folder."""
+    import shutil
+
+    from actionnet_edge.cam import _row_names
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = shutil.copy(ckpts["none"], tmp_path / "a" / "m.pt"), shutil.copy(ckpts["shift"], tmp_path / "b" / "m.pt")
+    assert _row_names([Path(a), Path(b), Path(ckpts["action"])]) == ["a/m.pt", "b/m.pt", "action.pt"]
+
+
+@pytest.mark.parametrize("where,meaning", [("/sys/cam.png", "Permission denied"), ("FILE/sub/cam.png", "Not a directory")])
+def test_cli_unwritable_out_fails_before_the_work(where, meaning, video, ckpts, tmp_path):
+    """--out that cannot be written: one line naming it and the errno's meaning, before any
+    checkpoint is read (a missing checkpoint is not what it reports) and nothing left behind."""
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "DIR.png").mkdir()
+    out = where.replace("FILE", str(tmp_path / "FILE")).replace("DIR.png", str(tmp_path / "DIR.png"))
+    for ck in (str(ckpts["action"]), str(tmp_path / "missing.pt")):
+        r = CliRunner().invoke(main, ["cam", str(video), "-c", ck, "-o", out])
+        assert r.exit_code == 2
+        assert r.stderr.strip() == f"Error: cannot write --out {out}: {meaning}" + (
+            f" ({Path(out).parent.parent})" if meaning == "Not a directory" else " (/sys)"), r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DIR.png", "FILE"]

@@ -53,7 +53,8 @@ class Chromium:
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--window-size=800,860"]
 
-    def __init__(self, video: Path, profile: Path) -> None:
+    def __init__(self, video: Path | None, profile: Path, camera: str = "allow") -> None:
+        """``camera``: "allow" (the fake camera plays ``video``), "deny" (every request refused)."""
         child_in, self._w = os.pipe()
         self._r, child_out = os.pipe()
 
@@ -61,8 +62,12 @@ class Chromium:
             os.dup2(child_in, 3)
             os.dup2(child_out, 4)
 
-        args = [CHROMIUM, *self.FLAGS, f"--user-data-dir={profile}",
-                f"--use-file-for-fake-video-capture={video}", "--remote-debugging-pipe", "about:blank"]
+        flags = [f for f in self.FLAGS if camera == "allow" or not f.startswith("--use-fake-ui")]
+        if camera == "deny":
+            flags.append("--use-fake-ui-for-media-stream=deny")
+        if video is not None:
+            flags.append(f"--use-file-for-fake-video-capture={video}")
+        args = [CHROMIUM, *flags, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
         self.log = open(profile.parent / "chromium.log", "wb")
         self.proc = subprocess.Popen(args, pass_fds=(3, 4), preexec_fn=fds, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log)
@@ -95,10 +100,22 @@ class Chromium:
                 return m["result"]
             self.events.append(m)
 
-    def open(self, url: str) -> "Page":
-        tid = self.send("Target.createTarget", {"url": url})["targetId"]
+    def open(self, url: str, hold: str | None = None, phone: bool = False, block: str | None = None) -> "Page":
+        """A new tab on ``url``; ``hold``: a URL pattern whose requests are never answered (the
+        page stays where it waits for them); ``block``: one whose requests fail; ``phone``: a
+        390 x 844 CSS px phone screen."""
+        tid = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         sid = self.send("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
         self.send("Runtime.enable", session=sid)
+        if hold:
+            self.send("Fetch.enable", {"patterns": [{"urlPattern": hold}]}, session=sid)
+        if block:
+            self.send("Network.enable", session=sid)
+            self.send("Network.setBlockedURLs", {"urls": [block]}, session=sid)
+        if phone:
+            self.send("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 2,
+                                                              "mobile": True}, session=sid)
+        self.send("Page.navigate", {"url": url}, session=sid)
         return Page(self, sid)
 
     def close(self) -> None:
@@ -153,10 +170,39 @@ class Page:
         logs = [e for e in self.browser.events if e.get("method") in ("Runtime.exceptionThrown", "Runtime.consoleAPICalled")]
         pytest.fail(f"the page ran {state.get('n', 0)} of {inferences} inferences in {timeout}s; {logs[-3:]}")
 
+    def wait_phase(self, phases: tuple[str, ...], detail: str = "", timeout: float = 90) -> dict:
+        """Wait until the page's state is one of ``phases`` (and its detail line holds ``detail``);
+        the page's state and look then."""
+        end = time.monotonic() + timeout
+        got: dict = {}
+        while time.monotonic() < end:
+            got = json.loads(self.eval(_LOOK))
+            if got.get("phase") in phases and detail in got.get("detail", ""):
+                return got
+            time.sleep(0.3)
+        pytest.fail(f"the page stayed in {got.get('phase')} ({got.get('title')}: {got.get('detail')}), "
+                    f"wanted one of {phases}")
+
     def screenshot(self, path: Path) -> None:
         data = self.browser.send("Page.captureScreenshot", {"format": "png"}, session=self.session)["data"]
         path.write_bytes(base64.b64decode(data))
 
+
+#: the page's state as the test reads it: phase, its text, its look, the gestures listed, the width
+_LOOK = """JSON.stringify((() => {
+  const st = document.getElementById('state');
+  if (!st) return {phase: null, detail: ''};  // the tab has not left about:blank yet
+  const cs = getComputedStyle(st);
+  return {phase: window.demo ? demo.phase : st.dataset.state, phases: window.demo ? demo.phases : [],
+          error: window.demo ? demo.error : null,
+          title: document.getElementById('state-title').textContent,
+          detail: document.getElementById('state-detail').textContent,
+          look: [cs.backgroundColor, cs.borderTopColor, cs.borderTopWidth].join(' '),
+          icon: getComputedStyle(st.querySelector('.icon')).animationName,
+          video: getComputedStyle(document.querySelector('.stage')).display,
+          gestures: [...document.querySelectorAll('#gestures li')].map(li => li.textContent),
+          width: document.documentElement.scrollWidth, viewport: window.innerWidth};
+})())"""
 
 GESTURE = 0  # index of the synthetic validation clip shown to the page
 
@@ -164,6 +210,11 @@ GESTURE = 0  # index of the synthetic validation clip shown to the page
 def _docs_img(name: str) -> Path | None:
     d = os.environ.get("ACTIONNET_DOCS_IMG")
     return Path(d) / name if d else None
+
+
+def _shot(name: str, tmp: Path) -> Path:
+    """Where a screenshot goes: ACTIONNET_DOCS_IMG if set, else the test's temporary folder."""
+    return _docs_img(name) or tmp / name
 
 
 @pytest.fixture(scope="module")
@@ -187,11 +238,13 @@ def page_run(served, artifact, tmp_path_factory):
     video = write_y4m(moving_square(24), d / "clip.y4m", fps=15)
     browser = Chromium(video, d / "profile")
     try:
-        page = browser.open(served)
+        page = browser.open(served, phone=True)
         state = page.wait_for(4)
         dom = json.loads(page.eval(
             "JSON.stringify({rows: [...document.querySelectorAll('#top li')].map(li => li.textContent),"
             " stats: document.getElementById('stats').textContent})"))
+        dom["look"] = json.loads(page.eval(_LOOK))
+        page.screenshot(_shot("web_demo_phone_running.png", d))
         last = page.eval("JSON.stringify(demo.exportLast())")
         yield state, dom, json.loads(last)
     finally:
@@ -204,6 +257,10 @@ def test_page_runs_and_shows_top3_and_fps(page_run):
     assert state["ready"] and state["error"] is None and state["n"] >= 4
     assert len(dom["rows"]) == 3 and all(r.startswith("gesture ") for r in dom["rows"])
     assert "fps" in dom["stats"] and "inference" in dom["stats"]
+    look = dom["look"]
+    assert look["phase"] == "running" and look["phases"] == ["loading", "camera", "running"]
+    assert look["gestures"] == [f"gesture {i}" for i in range(K)]  # the labels of metadata.json
+    assert look["viewport"] == 390 and look["width"] <= 390  # fits a phone screen: no sideways scrolling
 
 
 @needs_browser
@@ -451,3 +508,111 @@ def test_server_rejects_a_bad_streaming_section(stream_artifact, tmp_path):
         with pytest.raises(ActionNetError, match=msg) as e:
             make_server(folder(edit), port=0)
         assert "\n" not in str(e.value)
+
+
+# ---- the page's states: loading, camera refused, model failed (and why) -----------------------
+
+
+@pytest.fixture(scope="module")
+def states_browser(tmp_path_factory):
+    """One Chromium whose fake camera is allowed, for the pages below (each in its own tab)."""
+    d = tmp_path_factory.mktemp("chromium-states")
+    browser = Chromium(write_y4m(moving_square(8), d / "clip.y4m"), d / "profile")
+    yield browser, d
+    browser.close()
+
+
+@pytest.fixture
+def breakable(artifact, tmp_path):
+    """A served copy of the tiny artifact, to break after start-up (the server checks it only then):
+    (url, folder, metadata)."""
+    d = tmp_path / "art"
+    shutil.copytree(artifact, d)
+    server = make_server(d, port=0, stride=1, alpha=0.5)
+    serve_background(server)
+    yield url_of(server), d, json.loads((d / "metadata.json").read_text())
+    server.shutdown()
+    server.server_close()
+
+
+def _break(case: str, d: Path, meta: dict) -> str:
+    """Break the served folder as ``case`` says; the reason the page must show."""
+    model = d / meta["artifact"]
+    if case == "model 404":
+        model.unlink()
+        return f"{model.name}: HTTP 404"
+    if case == "model not onnx":
+        model.write_bytes(b"this is not an onnx model")
+        return f"{model.name} (25 bytes) did not load"
+    if case == "metadata 404":
+        (d / "metadata.json").unlink()
+        return "metadata.json: HTTP 404"
+    if case == "metadata not json":
+        (d / "metadata.json").write_text("{\"labels\": [")
+        return "metadata.json is not valid JSON"
+    if case == "metadata without labels":
+        (d / "metadata.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "labels"}))
+        return "metadata.json: 'labels' must be a non-empty list of names"
+    raise AssertionError(case)
+
+
+@needs_browser
+@pytest.mark.parametrize("case", ["model 404", "model not onnx", "metadata 404", "metadata not json",
+                                  "metadata without labels"])
+def test_page_says_why_the_model_failed(case, states_browser, breakable):
+    browser, d = states_browser
+    url, folder, meta = breakable
+    reason = _break(case, folder, meta)
+    page = browser.open(url, phone=True)
+    got = page.wait_phase(("failed", "running", "denied", "nocamera"))
+    assert got["phase"] == "failed" and got["title"] == "Model failed", got
+    assert reason in got["detail"] and reason in got["error"], got
+    assert got["phases"] == ["loading", "failed"] and got["video"] == "none"
+    # the gestures are listed once metadata.json is read, whatever happens to the model after
+    assert got["gestures"] == (meta["labels"] if case.startswith("model") else [])
+    assert got["width"] <= 390
+
+
+@needs_browser
+def test_page_says_the_runtime_failed(states_browser, served):
+    """onnxruntime-web's module cannot be fetched: the page says so (not 'loading' forever)."""
+    browser, _ = states_browser
+    page = browser.open(served, block="*ort.wasm.min.mjs", phone=True)
+    got = page.wait_phase(("failed", "running", "camera", "denied", "nocamera"))
+    assert got["phase"] == "failed" and got["title"] == "Runtime failed", got
+    assert got["detail"].startswith("onnxruntime-web did not load") and "npm ci" in got["detail"]
+    assert got["gestures"] == [] and got["video"] == "none"
+
+
+@needs_browser
+def test_page_still_loading_looks_unlike_a_page_that_failed(states_browser, breakable):
+    """The model's download held: the page says it is loading the model (and lists the gestures);
+    the same page with the model gone says it failed, in another look (colour, border, no spinner)."""
+    browser, d = states_browser
+    url, folder, meta = breakable
+    loading = browser.open(url, hold="*.onnx", phone=True)
+    wait = loading.wait_phase(("loading",), detail=meta["artifact"])
+    assert wait["title"] == "Loading the model…" and wait["error"] is None and wait["icon"] == "spin"
+    assert wait["gestures"] == meta["labels"]
+    loading.screenshot(_shot("web_demo_phone_loading.png", d))
+    _break("model 404", folder, meta)
+    failed = browser.open(url, phone=True)
+    bad = failed.wait_phase(("failed",))
+    failed.screenshot(_shot("web_demo_phone_failed.png", d))
+    assert bad["look"] != wait["look"] and bad["icon"] == "none"
+    assert bad["video"] == "none" and wait["video"] != "none"
+
+
+@needs_browser
+def test_page_says_the_camera_was_refused(artifact, served, tmp_path):
+    browser = Chromium(None, tmp_path / "profile", camera="deny")
+    try:
+        page = browser.open(served, phone=True)
+        got = page.wait_phase(("denied", "nocamera", "failed", "running"))
+        page.screenshot(_shot("web_demo_phone_denied.png", tmp_path))
+    finally:
+        browser.close()
+    assert got["phase"] == "denied" and got["title"] == "Camera refused", got
+    assert got["error"].startswith("NotAllowedError") and "Allow the camera" in got["detail"]
+    assert got["phases"] == ["loading", "camera", "denied"] and got["video"] == "none"
+    assert got["gestures"] == [f"gesture {i}" for i in range(K)]

@@ -4,8 +4,10 @@
 // (the reference the tests compare this page against); every constant comes from metadata.json.
 // A streaming artifact (metadata.json has a `streaming` section, `export --streaming`) runs one
 // inference per kept frame instead, its state carried from frame to frame (StreamState), as
-// actionnet_edge/demo/live.py does.
-import * as ort from './vendor/ort/ort.wasm.min.mjs';
+// actionnet_edge/demo/live.py does. The page shows where it is (`#state`, `demo.phase`): loading
+// the runtime / metadata / model, waiting for the camera, camera refused or missing, model
+// failed (with the reason), running.
+let ort = null; // onnxruntime-web, imported in main() so that a runtime that fails to load is shown
 
 const $ = (id) => document.getElementById(id);
 
@@ -186,10 +188,20 @@ export class StreamState {
 // ---- the page ---------------------------------------------------------------------------------
 
 const params = new URLSearchParams(location.search);
-const state = { ready: false, error: null, mode: null, inferences: 0, skipped: 0, history: [], thumbs: [], last: null,
-                steps: [] };
+const state = { ready: false, error: null, phase: 'loading', phases: ['loading'], mode: null, inferences: 0,
+                skipped: 0, history: [], thumbs: [], last: null, steps: [] };
 window.demo = state; // read by the end-to-end test (and handy in the console)
 const DEBUG_STEPS = 64; // streaming + debug: the first steps recorded (frame bytes, logits, scores)
+
+/** Show the page's state: `phase` is one of loading, camera, denied, nocamera, failed, running. */
+function show(phase, title, detail = '') {
+  if (state.phase !== phase) state.phases.push(phase);
+  state.phase = phase;
+  $('state').dataset.state = phase;
+  document.body.dataset.state = phase;
+  $('state-title').textContent = title;
+  $('state-detail').textContent = detail;
+}
 
 /** RGBA bytes of a frame -> { w, h, rgb: base64 of its RGB bytes }. */
 function rgbBase64({ w, h, rgba }) {
@@ -229,10 +241,51 @@ function thumb(rgba, w, h) {
   return Array.from(out, (v, i) => v / n[i]);
 }
 
-function fail(msg) {
+/** The model (or its runtime, or metadata.json) failed: the page says why and stops. */
+function fail(msg, title = 'Model failed') {
   state.error = msg;
-  $('status').textContent = msg;
+  show('failed', title, msg);
   $('stats').textContent = '';
+}
+
+/** GET `url` as `kind` ('json' or 'bytes'); an HTTP error or bad JSON says which file and why. */
+async function load(url, kind, what = url) {
+  let r;
+  try {
+    r = await fetch(url);
+  } catch (e) {
+    throw new Error(`${what}: ${e.message}`);
+  }
+  if (!r.ok) throw new Error(`${what}: HTTP ${r.status} ${r.statusText || ''}`.trim());
+  if (kind === 'bytes') return new Uint8Array(await r.arrayBuffer());
+  try {
+    return JSON.parse(await r.text());
+  } catch (e) {
+    throw new Error(`${what} is not valid JSON (${e.message})`);
+  }
+}
+
+/** metadata.json as the page uses it; a missing or malformed field is the reason the page shows. */
+function checkMeta(meta) {
+  const bad = (why) => new Error(`metadata.json: ${why}`);
+  if (!meta || typeof meta !== 'object' || Array.isArray(meta)) throw bad('not a JSON object');
+  if (!Array.isArray(meta.labels) || !meta.labels.length || !meta.labels.every((l) => typeof l === 'string')) {
+    throw bad("'labels' must be a non-empty list of names");
+  }
+  for (const k of ['segments', 'size']) if (!(Number(meta[k]) >= 1)) throw bad(`'${k}' must be a number >= 1`);
+  for (const k of ['mean', 'std']) if (!Array.isArray(meta[k]) || meta[k].length !== 3) throw bad(`'${k}' needs 3 values`);
+  if (meta.layout && !['NCHW', 'NHWC'].includes(meta.layout)) throw bad(`unknown layout '${meta.layout}'`);
+  return meta;
+}
+
+/** The gestures the model knows, as chips (the current top-1 highlighted by render()). */
+function listGestures(labels) {
+  $('gesture-count').textContent = `(${labels.length})`;
+  $('gestures').replaceChildren(...labels.map((label) => {
+    const li = document.createElement('li');
+    li.textContent = label;
+    return li;
+  }));
 }
 
 function render(top, fps, ms, streaming = false) {
@@ -249,23 +302,63 @@ function render(top, fps, ms, streaming = false) {
     li.append(name, bar, val);
     return li;
   }));
-  if (top.length) $('overlay').textContent = `${top[0][0]} ${(100 * top[0][1]).toFixed(0)}%`;
+  if (top.length) {
+    $('overlay').textContent = `${top[0][0]} ${(100 * top[0][1]).toFixed(0)}%`;
+    for (const li of $('gestures').children) li.classList.toggle('now', li.textContent === top[0][0]);
+  }
   $('stats').textContent = streaming
     ? `streaming · ${fps.toFixed(1)} fps (frames run through the model) · inference ${ms.toFixed(1)} ms per frame`
     : `${fps.toFixed(1)} fps (camera frames processed) · inference ${ms.toFixed(1)} ms`;
 }
 
+/** Load the runtime, metadata.json and the model; each failure is shown with its reason. */
+async function loadModel(config) {
+  try {
+    ort = await import('./vendor/ort/ort.wasm.min.mjs');
+  } catch (e) {
+    throw Object.assign(new Error(`onnxruntime-web did not load (${e.message}); run: npm ci --prefix web_demo`),
+                        { title: 'Runtime failed' });
+  }
+  show('loading', 'Loading the model…', 'metadata.json');
+  const meta = checkMeta(await load(config.metadata, 'json', 'metadata.json'));
+  listGestures(meta.labels);
+  show('loading', 'Loading the model…', config.model_name);
+  const bytes = await load(config.model, 'bytes', config.model_name);
+  ort.env.wasm.wasmPaths = new URL('vendor/ort/', location.href).href;
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  let session;
+  try {
+    session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
+  } catch (e) {
+    throw new Error(`${config.model_name} (${bytes.length} bytes) did not load: ${e.message || e}`);
+  }
+  return { meta, session };
+}
+
+/** Ask for the camera; null (and the page says why) when it is refused or missing. */
+async function openCamera() {
+  show('camera', 'Waiting for the camera…', 'Allow the camera when the browser asks.');
+  try {
+    return await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'user' }, audio: false });
+  } catch (e) {
+    state.error = `${e.name}: ${e.message}`;
+    if (e.name === 'NotAllowedError' || e.name === 'SecurityError') {
+      show('denied', 'Camera refused', `${state.error}. Allow the camera for this page in the browser's site `
+        + 'settings, then reload.');
+    } else {
+      show('nocamera', 'No camera', `${state.error}. Connect a camera (or free it from another app), then reload.`);
+    }
+    return null;
+  }
+}
+
 async function main() {
-  const config = await (await fetch('config.json')).json();
-  const meta = await (await fetch(config.metadata)).json();
+  const config = await load('config.json', 'json');
+  const { meta, session } = await loadModel(config);
   const stride = Number(params.get('stride') ?? config.stride ?? 1);
   const alpha = Number(params.get('alpha') ?? config.alpha ?? 0.5);
   const debug = params.has('debug') || !!config.debug;
   const layout = meta.layout || 'NCHW';
-
-  ort.env.wasm.wasmPaths = new URL('vendor/ort/', location.href).href;
-  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
-  const session = await ort.InferenceSession.create(config.model, { executionProviders: ['wasm'] });
   const streamSection = meta.streaming;
   let stepper = null;
   if (streamSection) {
@@ -277,20 +370,18 @@ async function main() {
   }
   state.mode = stepper ? 'streaming' : 'clip';
   const inputName = session.inputNames[0], outputName = session.outputNames[0];
-  $('model').textContent = stepper
+  const about = stepper
     ? `${config.model_name} (streaming: one inference per frame, logits over the last ${stepper.window} frames × `
       + `${meta.size} px, ${meta.labels.length} gestures)`
     : `${config.model_name} (${meta.segments} frames × ${meta.size} px, ${meta.labels.length} gestures)`;
+  $('model').textContent = about;
 
-  let stream;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'user' }, audio: false });
-  } catch (e) {
-    return fail(`No camera: ${e.name}: ${e.message}`);
-  }
+  const stream = await openCamera();
+  if (!stream) return;
   const video = $('video');
   video.srcObject = stream;
   await video.play();
+  show('running', 'Running', about);
 
   const win = new SlidingWindow(meta, stride, alpha);
   const canvas = document.createElement('canvas');
@@ -376,4 +467,4 @@ async function main() {
   schedule();
 }
 
-main().catch((e) => fail(`Could not start: ${e.message}`));
+main().catch((e) => fail(e.message, e.title));

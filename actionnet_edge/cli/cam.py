@@ -10,7 +10,7 @@ import click
 @click.argument("video", type=click.Path())
 @click.option("--checkpoint", "-c", "checkpoints", multiple=True, type=click.Path(dir_okay=False),
               help="Checkpoint (default: the bundled model). Repeat to compare models, one row each (e.g. TSN, TSM, ACTION).")
-@click.option("--out", "-o", default="cam.png", show_default=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
+@click.option("--out", "-o", default="cam.png", show_default=True, type=click.Path(dir_okay=False), help="PNG grid to write (checked writable before the work).")
 @click.option("--label", default=None, help="Class to explain, by name (default: each model's prediction).")
 @click.option("--size", type=int, default=None,
               help="Input side in px [default: the checkpoint's]; larger gives finer maps (about size/32 cells a side).")

@@ -40,19 +40,28 @@ def command() -> None:
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="A checkpoint run in PyTorch (default: the bundled model).")
 @_with(_window_options)
-@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video (.mp4).")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video: .mp4, .avi, .mkv or .mov (the container its suffix names).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write every prediction and the totals as JSON.")
 def run(video, camera, artifact, checkpoint, stride, alpha, save, max_frames, json_out) -> None:
     """Sliding-window gesture recognition on a video or camera; prints the current gesture."""
-    from ..demo.live import run_live
+    from ..demo.live import run_live, save_format
+    from ..demo.probe import check_artifact
     from ..demo.runtime import open_artifact, open_checkpoint
+    from ..writable import check_writable
 
     if (video is None) == (camera is None):
         raise ActionNetError("give exactly one of --video FILE or --camera N")
     if artifact is not None and checkpoint is not None:
         raise ActionNetError("give --artifact or --checkpoint, not both")
+    if save is not None:  # the outputs are checked before the work, not lost after it
+        save_format(save)
+        check_writable(save, "--save")
+    if json_out is not None:
+        check_writable(json_out, "--json")
+    if artifact is not None:
+        check_artifact(artifact)  # an artifact that disagrees with its metadata.json: one line, before the loop
     model = open_artifact(artifact) if artifact is not None else open_checkpoint(checkpoint)
     click.echo(f"model: {model.description}; {len(model.meta['labels'])} gestures, "
                f"T={model.meta['segments']}, {model.meta['size']} px")

@@ -3,7 +3,8 @@
 Frames are read with PyAV (``av``): a file, or a camera (``/dev/videoN`` through v4l2 on
 Linux, AVFoundation device N on macOS). Every kept frame enters the :class:`SlidingWindow`;
 each full window runs through the model's runner and the smoothed top gesture, its score
-and the frame rate are reported, and optionally drawn on the frames saved to ``--save``.
+and the frame rate are reported, and optionally drawn on the frames saved to ``--save`` (in
+the container its suffix names: .mp4, .avi, .mkv or .mov; any other suffix is refused).
 
 A streaming artifact (``export --streaming``) runs once per kept frame instead, carrying its
 state from frame to frame; its logits (the average over its last ``window`` frames) are
@@ -23,6 +24,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import ActionNetError
+from ..writable import check_writable
+from .probe import first_line as _first_line
 from .runtime import Model
 from .window import SlidingWindow
 
@@ -53,11 +56,6 @@ class LiveResult:
                 "final": self.predictions[-1].top if self.predictions else [],
                 "predictions": [{"frame": p.frame, "top": p.top, "latency_ms": round(p.latency_ms, 2)}
                                 for p in self.predictions]}
-
-
-def _first_line(e: Exception) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:200] if s else type(e).__name__
 
 
 def open_source(video: str | Path | None = None, camera: int | None = None):
@@ -110,18 +108,35 @@ def frames_of(container, stream, what: str) -> Iterator[np.ndarray]:
         raise ActionNetError(f"{what} holds no decodable frames")
 
 
+#: --save suffix -> (PyAV container format, video codecs in order of preference)
+CONTAINERS = {".mp4": ("mp4", ("libx264", "mpeg4")), ".mkv": ("matroska", ("libx264", "mpeg4")),
+              ".mov": ("mov", ("libx264", "mpeg4")), ".avi": ("avi", ("mpeg4",))}
+
+
+def save_format(path: str | Path) -> tuple[str, tuple[str, ...]]:
+    """The container and codecs for ``--save`` by its suffix; an unknown one lists the valid ones."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in CONTAINERS:
+        raise ActionNetError(f"--save {path}: cannot tell the video format from '{suffix or '(no suffix)'}'; "
+                             f"valid: {', '.join(sorted(CONTAINERS))}")
+    return CONTAINERS[suffix]
+
+
 class _Writer:
-    """An H.264 (or MPEG-4) .mp4 written to a temporary name and moved into place on close."""
+    """A video in the container ``--save``'s suffix names (see :data:`CONTAINERS`), written to a
+    temporary name and moved into place on close."""
 
     def __init__(self, path: Path, rate: float) -> None:
         import av
 
         self.path = path
+        self.format, codecs = save_format(path)
+        self.codec = next((c for c in codecs if c in av.codecs_available), codecs[-1])
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
-        self.out = av.open(str(self.tmp), mode="w", format="mp4")
+        self.out = av.open(str(self.tmp), mode="w", format=self.format)
         self.rate = max(1, round(rate))
         self.stream = None
 
@@ -129,8 +144,7 @@ class _Writer:
         import av
 
         if self.stream is None:
-            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-            self.stream = self.out.add_stream(codec, rate=self.rate)
+            self.stream = self.out.add_stream(self.codec, rate=self.rate)
             self.stream.width, self.stream.height = rgb.shape[1] // 2 * 2, rgb.shape[0] // 2 * 2
             self.stream.pix_fmt = "yuv420p"
         rgb = np.ascontiguousarray(rgb[: self.stream.height, : self.stream.width])
@@ -206,6 +220,9 @@ def run_live(model: Model, *, video: str | Path | None = None, camera: int | Non
              max_frames: int | None = None, on_prediction: Callable[[Prediction, float], None] | None = None,
              ) -> LiveResult:
     """Run the demo to the end of the video (or ``max_frames``, or Ctrl-C for a camera)."""
+    if save:
+        save_format(save)
+        check_writable(save, "--save")
     win = SlidingWindow.from_metadata(model.meta, stride=stride, alpha=alpha)
     step = _stream_step(model, win) if model.stream is not None else _clip_step(model, win)
     container, stream, rate, what = open_source(video, camera)

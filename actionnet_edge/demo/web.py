@@ -8,22 +8,29 @@ runtime may use threads, and ``no-store`` so a new export is picked up on reload
 A streaming artifact (``export --streaming``: metadata.json has a ``streaming`` section) is
 served the same way; the page then runs one inference per kept frame and carries the state.
 :func:`check_streaming` checks that section as the page uses it before anything is served.
+
+At start-up the artifact is checked against its metadata.json (:func:`.probe.check_artifact`);
+then every file is streamed from disk per request, one log line per request, and a client
+that hangs up mid-download is a debug line, not a traceback.
 """
 from __future__ import annotations
 
 import json
 import logging
 import mimetypes
+import os
+import shutil
+import sys
 import threading
-from functools import partial
 from http import HTTPStatus
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ActionNetError
+from .probe import check_artifact
 from .runtime import artifact_file
 from .window import read_metadata
 
@@ -32,6 +39,7 @@ log = logging.getLogger(__name__)
 PAGE_FILES = ("index.html", "demo.js", "style.css")
 #: the onnxruntime-web files the page needs (the WebAssembly build, no WebGPU/WebGL)
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+CHUNK = 64 * 1024  # bytes per read/write when streaming a file
 
 
 def web_root() -> Path:
@@ -50,8 +58,19 @@ def ort_dist(root: Path) -> Path:
     return dist
 
 
-class _Handler(SimpleHTTPRequestHandler):
+#: Content-Type by suffix (the rest from :mod:`mimetypes`)
+_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
+          ".json": "application/json", ".onnx": "application/octet-stream"}
+#: a client that goes away mid-reply: one log line, no traceback
+_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """The page's fixed routes; files are streamed from disk in chunks (never read whole), so
+    memory stays flat however many downloads run, and a file gone since start-up is a 404."""
+
     routes: dict[str, Path | bytes]
+    _note = ""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         self._send(head=False)
@@ -65,23 +84,65 @@ class _Handler(SimpleHTTPRequestHandler):
         if target is None:
             self.send_error(HTTPStatus.NOT_FOUND)
             return
-        body = target if isinstance(target, bytes) else target.read_bytes()
-        name = path if isinstance(target, bytes) else target.name
-        ctype = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
-                 ".json": "application/json", ".onnx": "application/octet-stream"}.get(
-            Path(name).suffix, mimetypes.guess_type(name)[0] or "application/octet-stream")
+        if isinstance(target, bytes):
+            self._reply(path, len(target), head, lambda: self.wfile.write(target))
+            return
+        try:
+            f = open(target, "rb")
+        except FileNotFoundError:
+            self._note = f"{target} is gone"
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        except OSError as e:
+            self._note = f"cannot read {target}: {e.strerror or e}"
+            self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR)
+            return
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            self._reply(target.name, size, head, lambda: shutil.copyfileobj(f, self.wfile, CHUNK))
+
+    def _reply(self, name: str, size: int, head: bool, write) -> None:
         self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", _TYPES.get(Path(name).suffix, mimetypes.guess_type(name)[0]
+                                                    or "application/octet-stream"))
+        self.send_header("Content-Length", str(size))
         self.send_header("Cache-Control", "no-store")
         self.send_header("Cross-Origin-Opener-Policy", "same-origin")
         self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
         self.end_headers()
         if not head:
-            self.wfile.write(body)
+            try:
+                write()
+            except _GONE as e:
+                self.close_connection = True
+                log.debug("%s left during %s (%s)", self.address_string(), self.path, type(e).__name__)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """One line per request, through our logger (a failed one at WARNING, with its reason)."""
+        code = int(code) if str(code).isdigit() else 0
+        note, self._note = self._note, ""
+        level = logging.WARNING if code >= 400 and note else logging.INFO
+        log.log(level, "%s %s %s%s", getattr(self, "command", "-"), getattr(self, "path", "-"), code or "-",
+                f" ({note})" if note else "")
+
+    def log_error(self, fmt: str, *args: Any) -> None:  # the request line above says it
+        log.debug("%s %s", self.address_string(), fmt % args)
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), fmt % args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # connections waiting to be accepted (many at once: a page load, a test)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up is one debug line; anything else is a bug and keeps its traceback."""
+        err = sys.exc_info()[1]
+        if isinstance(err, _GONE):
+            log.debug("%s:%s left (%s)", *client_address[:2], type(err).__name__)
+            return
+        log.exception("error while answering %s:%s", *client_address[:2])
 
 
 def check_streaming(meta: dict[str, Any], name: str) -> dict[str, Any]:
@@ -116,6 +177,8 @@ def make_server(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int 
                 stride: int = 1, alpha: float = 0.5, debug: bool = False) -> ThreadingHTTPServer:
     """A (not yet started) HTTP server for the page and one ONNX artifact folder."""
     d = Path(artifact_dir)
+    if stride < 1 or not 0 <= alpha < 1:
+        raise ActionNetError(f"need stride >= 1 and 0 <= alpha < 1, got {stride} and {alpha}")
     meta = read_metadata(d)
     target, model = artifact_file(d, meta)
     if target != "onnx":
@@ -124,8 +187,7 @@ def make_server(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int 
     streaming = "streaming" in meta
     if streaming:
         check_streaming(meta, model.name)
-    if stride < 1 or not 0 <= alpha < 1:
-        raise ActionNetError(f"need stride >= 1 and 0 <= alpha < 1, got {stride} and {alpha}")
+    check_artifact(d)  # not served if it disagrees with its metadata.json
     root = web_root()
     dist = ort_dist(root)
     config = {"metadata": "artifact/metadata.json", "model": f"artifact/{model.name}", "model_name": model.name,
@@ -137,10 +199,9 @@ def make_server(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int 
     routes["/config.json"] = json.dumps(config).encode()
     handler = type("Handler", (_Handler,), {"routes": routes})
     try:
-        server = ThreadingHTTPServer((host, port), partial(handler, directory=str(root)))
+        server = _Server((host, port), handler)
     except OSError as e:
         raise ActionNetError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
-    server.daemon_threads = True
     server.streaming = streaming  # type: ignore[attr-defined]  # for the CLI's message
     return server
 
