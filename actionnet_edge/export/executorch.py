@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Exporter, MultiRunner, Runner, RuntimeUnavailable, as_inputs
+from .base import Exporter, MultiRunner, Runner, RuntimeUnavailable, as_inputs, to_layout
 from .xnnpack_layout import fold_layout_copies
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,15 @@ class ExecuTorchExporter(Exporter):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
+        from ..models.edge import with_layout
+
         t0 = time.perf_counter()
+        net = with_layout(model if isinstance(model, torch.fx.GraphModule) else model.eval(), layout)
+        x = example if layout == "NCHW" else example.permute(0, 1, 3, 4, 2).contiguous()
         if isinstance(model, torch.fx.GraphModule):  # a converted PT2E model is already a graph
-            ep = torch.export.export(model, as_inputs(example), strict=False)
+            ep = torch.export.export(net, as_inputs(x), strict=False)
         else:
-            ep = torch.export.export(model.eval(), as_inputs(example))
+            ep = torch.export.export(net, as_inputs(x))
         t1 = time.perf_counter()
         blob = torch.frombuffer(bytearray(json.dumps(metadata, sort_keys=True).encode()), dtype=torch.uint8)
         fold = fold_layout_copies() if options.get("fold_layout", True) else contextlib.nullcontext()
@@ -105,9 +109,9 @@ class ExecuTorchExporter(Exporter):
 
         def run(clips: np.ndarray) -> np.ndarray:
             # the program has a static batch of 1: run clip by clip
+            x = to_layout(np.asarray(clips, dtype=np.float32), layout)
             with one_torch_thread():
-                outs = [method.execute([torch.from_numpy(np.ascontiguousarray(c[None], dtype=np.float32))])[0]
-                        for c in clips]
+                outs = [method.execute([torch.from_numpy(np.ascontiguousarray(c[None]))])[0] for c in x]
             return torch.cat([o.reshape(1, -1) for o in outs]).numpy()
 
         run.write_etdump = program.write_etdump_result_to_file  # type: ignore[attr-defined]
