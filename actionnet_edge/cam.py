@@ -185,7 +185,7 @@ def render_grid(frames: np.ndarray, rows: list[CamRow], out: str | Path, alpha: 
     return out
 
 
-_METHOD = {"none": "TSN", "shift": "TSM", "action": "ACTION", "ste": "STE", "ce": "CE", "me": "ME"}
+_METHOD = {"none": "TSN", "shift": "TSM", "shift_online": "TSM online", "action": "ACTION", "ste": "STE", "ce": "CE", "me": "ME"}
 
 
 def cam_video(
