@@ -17,6 +17,7 @@ import torchvision
 from torch import nn
 
 from ..errors import ActionNetError
+from .layouts import tonylins_to_torchvision
 
 
 @dataclass
@@ -48,7 +49,8 @@ def mobilenet_v2(width_mult: float = 1.0) -> Backbone:
                     out.append((expand, "0", expand[0].in_channels))
         return out
 
-    return Backbone(net, feature_dim, places, ("classifier.",))
+    # ImageNet files in torchvision's layout load as they are; tonylins' (the official code's) are renamed
+    return Backbone(net, feature_dim, places, ("classifier.",), adapt=tonylins_to_torchvision)
 
 
 def resnet50(width_mult: float = 1.0) -> Backbone:
