@@ -12,7 +12,7 @@ This renaming is written independently of ``actionnet_edge.weights`` (it walks o
 modules, not the importer's tables), so a wrong table on either side shows as a failure.
 
 Usage: ``python scripts/official_layouts.py LAYOUT ARCH OUT.pth [--classes K --segments T --seed S]``
-with LAYOUT one of action-net, tsm-offline, tsn, tsm-online.
+with LAYOUT one of action-net, tsm-offline, tsn, tsm-online, imagenet-tonylins.
 """
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ import torch
 from actionnet_edge.models import create_model
 from actionnet_edge.models.layouts import torchvision_key_to_tonylins
 
-LAYOUTS = {"action-net": "action", "tsm-offline": "shift", "tsn": "none", "tsm-online": "shift_online"}
+LAYOUTS = {"action-net": "action", "tsm-offline": "shift", "tsn": "none", "tsm-online": "shift_online",
+           "imagenet-tonylins": "none"}
+#: layouts saved as a bare tonylins MobileNetV2 state dict (no TSN wrapper, no epoch)
+BARE = ("tsm-online", "imagenet-tonylins")
 #: our names inside ``Action`` -> ACTION-Net's (the official ``Action`` module's attributes)
 _ACTION = [("shift.conv", "action_shift"), ("paths.ste.conv", "action_p1_conv1"),
            ("paths.ce.squeeze", "action_p2_squeeze"), ("paths.ce.temporal", "action_p2_conv1"),
@@ -33,9 +36,10 @@ _ACTION = [("shift.conv", "action_shift"), ("paths.ste.conv", "action_p1_conv1")
            ("paths.me.expand", "action_p3_expand")]
 
 
-def seeded_model(layout: str, arch: str, classes: int, segments: int, seed: int) -> torch.nn.Module:
-    """Our model for ``layout`` with every tensor random (seeded): BN statistics, ACTION's shift
-    taps and the classifier included, so that any misplaced tensor changes the logits."""
+def seeded_model(layout: str, arch: str, classes: int, segments: int, seed: int, size: int = 64) -> torch.nn.Module:
+    """Our model for ``layout`` with seeded random weights that make every tensor matter: random BN
+    affines and ACTION shift taps, BN statistics measured on a seeded clip (so activations keep a
+    unit scale through any depth), and a random classifier."""
     torch.manual_seed(seed)
     model = create_model(arch, LAYOUTS[layout], segments, classes, causal=layout == "tsm-online").eval()
     g = torch.Generator().manual_seed(seed + 1)
@@ -44,12 +48,25 @@ def seeded_model(layout: str, arch: str, classes: int, segments: int, seed: int)
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
             elif name.endswith("shift.conv") or name == "fc":
                 for t in m.parameters():
                     t.copy_(0.3 * torch.randn(t.shape, generator=g))
+        calibrate_bn(model, lambda: model(torch.randn(2, segments, 3, size, size, generator=g)))
     return model
+
+
+def calibrate_bn(model: torch.nn.Module, run) -> None:
+    """Set every BatchNorm's running statistics to those of one forward pass (``run()``)."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: one pass gives its exact statistics
+        m.train()
+    with torch.no_grad():
+        run()
+    for m in bns:
+        m.momentum = 0.1
+        m.eval()
 
 
 def _our_places(model) -> list[str]:
@@ -82,7 +99,7 @@ def official_state_dict(model, layout: str) -> dict[str, torch.Tensor]:
                 out[f"base_model.{name(place)}.{theirs}{tname[len(ours):]}"] = value
             continue  # TSM's shift and TSN have no tensors of their own
         official = name(bare)
-        if layout == "tsm-online":
+        if layout in BARE:
             out[official] = value
         elif place is not None and layout != "tsn":  # the official wrapper holds the layer as `.net`
             p = name(place)
@@ -91,13 +108,13 @@ def official_state_dict(model, layout: str) -> dict[str, torch.Tensor]:
             out[f"base_model.{official}"] = value
     fc = {k[len("fc."):]: v for k, v in model.state_dict().items() if k.startswith("fc.")}
     for k, v in fc.items():
-        out[("classifier." if layout == "tsm-online" else "new_fc.") + k] = v
+        out[("classifier." if layout in BARE else "new_fc.") + k] = v
     return out
 
 
 def saved_form(sd: dict[str, torch.Tensor], layout: str) -> dict:
     """What the official training scripts save: DataParallel names in a dict with the epoch."""
-    if layout == "tsm-online":
+    if layout in BARE:
         return dict(sd)
     return {"epoch": 1, "arch": "fixture", "best_prec1": 0.0,
             "state_dict": {"module." + k: v for k, v in sd.items()}}
