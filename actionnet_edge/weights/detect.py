@@ -71,7 +71,7 @@ def identify(sd: dict[str, torch.Tensor], source: str) -> Found:
     """Recognise the layout of ``sd`` or raise a one-line error naming its first keys."""
     kind = imagenet_kind(sd)
     if kind is not None:
-        raise ActionNetError(f"{source}: ImageNet MobileNetV2 in {kind}'s layout: a backbone initialisation, not a "
+        raise ActionNetError(f"{source}: ImageNet MobileNetV2 in {kind} layout: a backbone initialisation, not a "
                              f"video model; use it as pretrained (recipe model.pretrained: {source})")
     if any(k.startswith("base_model.") for k in sd):
         return _tsn(sd, source)

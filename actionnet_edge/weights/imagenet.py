@@ -13,11 +13,11 @@ IMAGENET_CLASSES = 1000
 
 
 def imagenet_kind(sd: dict) -> str | None:
-    """'tonylins' or 'torchvision' for an ImageNet MobileNetV2 state dict (1000 classes), else None."""
+    """"tonylins'" or "torchvision's" for an ImageNet MobileNetV2 state dict (1000 classes), else None."""
     if is_tonylins_mbv2(sd) and _classes(sd, "classifier.weight") == IMAGENET_CLASSES:
-        return "tonylins"
+        return "tonylins'"
     if "features.1.conv.0.0.weight" in sd and _classes(sd, "classifier.1.weight") == IMAGENET_CLASSES:
-        return "torchvision"
+        return "torchvision's"
     return None
 
 
