@@ -113,10 +113,16 @@ def official_state_dict(model, layout: str) -> dict[str, torch.Tensor]:
 
 
 def saved_form(sd: dict[str, torch.Tensor], layout: str) -> dict:
-    """What the official training scripts save: DataParallel names in a dict with the epoch."""
+    """What the official scripts save: ACTION-Net's ``utils.save_checkpoint`` writes
+    ``{'state_dict': net.module.state_dict(), 'optimizer': ...}`` (no ``module.``); TSM's ``main.py``
+    writes the DataParallel model's names with the epoch, arch and best top-1; the online demo and
+    ImageNet files are bare state dicts."""
     if layout in BARE:
         return dict(sd)
-    return {"epoch": 1, "arch": "fixture", "best_prec1": 0.0,
+    optimizer = {"state": {}, "param_groups": [{"lr": 0.01, "momentum": 0.9, "params": [0, 1]}]}
+    if layout == "action-net":
+        return {"state_dict": dict(sd), "optimizer": optimizer}
+    return {"epoch": 1, "arch": "fixture", "best_prec1": 0.0, "optimizer": optimizer,
             "state_dict": {"module." + k: v for k, v in sd.items()}}
 
 

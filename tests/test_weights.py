@@ -88,7 +88,7 @@ def test_layout_imports_with_the_official_logits(case, imported):
     ck = load_checkpoint(imported(case))
     assert ck.config["arch"] == g["arch"] and ck.config["num_segments"] == g["segments"]
     assert ck.raw["source"]["segments"] == g["segments"]
-    assert ck.raw["source"].get("epoch") == (None if g["layout"] == "tsm-online" else 1)  # the TSN files' epoch
+    assert ck.raw["source"].get("epoch") == (1 if g["layout"] in ("tsm-offline", "tsn") else None)  # TSM saves it
     assert ck.preprocess["size"] == 224 and ck.preprocess["mean"] == [0.485, 0.456, 0.406]
     with torch.no_grad():
         x = clip(g)
@@ -158,7 +158,7 @@ def test_renamed_reshaped_or_missing_key_is_refused(imported, tmp_path):
     g = golden("action_net_mobilenet_v2")
     src = fixture(g, tmp_path / "action.pth")
     imported("action_net_mobilenet_v2")  # the unedited file imports (the other test checks its logits)
-    key = "module.base_model.features.3.conv.0.action_p2_expand.weight"
+    key = "base_model.features.3.conv.0.action_p2_expand.weight"
 
     def rename(sd):
         sd[key.replace("action_p2_expand", "action_p2_expnd")] = sd.pop(key)
@@ -167,7 +167,7 @@ def test_renamed_reshaped_or_missing_key_is_refused(imported, tmp_path):
         sd[key] = sd[key][:-1]
 
     def drop(sd):
-        del sd["module.base_model.features.5.conv.4.running_var"]
+        del sd["base_model.features.5.conv.4.running_var"]
 
     bad = _edit(src, tmp_path / "renamed.pth", rename)
     _one_line_error(_cli("import", str(bad), "-o", str(tmp_path / "a.pt")), "action_p2_expnd")
