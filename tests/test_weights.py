@@ -45,7 +45,8 @@ def golden(case: str) -> dict:
 
 
 def clip(g: dict) -> torch.Tensor:
-    return torch.randn(1, g.get("segments", 2), 3, g["size"], g["size"], generator=torch.Generator().manual_seed(g["input_seed"]))
+    gen = torch.Generator().manual_seed(g["input_seed"])
+    return torch.randn(1, g.get("segments", 2), 3, g["size"], g["size"], generator=gen)
 
 
 def fixture(g: dict, path: Path, classes: int | None = None) -> Path:
@@ -135,7 +136,8 @@ def test_imagenet_tonylins_as_pretrained(tmp_path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "actionnet_edge", "-q", *args], capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "actionnet_edge", "-q", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -176,7 +178,8 @@ def test_renamed_reshaped_or_missing_key_is_refused(imported, tmp_path):
                                              r"has shape \(23, 1, 1, 1\), this model's '.*' is \(24, 1, 1, 1\)$"):
         import_weights(bad, tmp_path / "b.pt")
     bad = _edit(src, tmp_path / "dropped.pth", drop)
-    with pytest.raises(ActionNetError, match=r"nothing in the source for 'backbone\.features\.5\.conv\.1\.1\.running_var'"):
+    missing = r"nothing in the source for 'backbone\.features\.5\.conv\.1\.1\.running_var'"
+    with pytest.raises(ActionNetError, match=missing):
         import_weights(bad, tmp_path / "c.pt")
     assert not list(tmp_path.glob("*.pt"))  # nothing written
 
@@ -207,7 +210,8 @@ def test_cli_labels_options_and_other_files(tmp_path):
     assert load_checkpoint(tmp_path / "b.pt").labels == [f"Putting something {i}" for i in (4, 3, 2, 1, 0)]
     (tmp_path / "short.txt").write_text("a\nb\n")
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
-    for path, labels, message in [(src, tmp_path / "short.txt", "2 labels but the checkpoint's classifier has 5 classes"),
+    short = "2 labels but the checkpoint's classifier has 5 classes"
+    for path, labels, message in [(src, tmp_path / "short.txt", short),
                                   (tmp_path / "a.pt", None, "already an actionnet-edge checkpoint"),
                                   (tmp_path / "other.pth", None, "not a layout this reads")]:
         with pytest.raises(ActionNetError, match=message):

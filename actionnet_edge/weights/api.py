@@ -20,8 +20,9 @@ SIZE, DEFAULT_SEGMENTS = 224, 8
 
 
 def segments_from_name(name: str) -> int | None:
-    """T from a published file name: TSM's ``..._segment8_...``, ACTION-Net's ``clip_len_8...`` or a ``..._8f...`` tag."""
-    m = re.search(r"segment(\d+)", name) or re.search(r"clip_len_(\d+)", name) or re.search(r"(?<![0-9a-z])(\d+)f(?![a-z])", name.lower())
+    """T from a published file name: TSM's ``..._segment8_...``, ACTION-Net's ``clip_len_8...``, a ``..._8f...`` tag."""
+    m = (re.search(r"segment(\d+)", name) or re.search(r"clip_len_(\d+)", name)
+         or re.search(r"(?<![0-9a-z])(\d+)f(?![a-z])", name.lower()))
     return int(m.group(1)) if m else None
 
 

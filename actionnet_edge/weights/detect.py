@@ -58,9 +58,11 @@ def read_source(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, An
         raise ActionNetError(f"{path} is already an actionnet-edge checkpoint: every command takes it as it is")
     meta: dict[str, Any] = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        meta = {k: v for k, v in obj.items() if k in ("epoch", "arch", "best_prec1", "best_acc") and isinstance(v, (int, float, str))}
+        meta = {k: v for k, v in obj.items()
+                if k in ("epoch", "arch", "best_prec1", "best_acc") and isinstance(v, (int, float, str))}
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+    tensors = isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    if not tensors or not obj:
         raise ActionNetError(f"{path} is not a state dict (a mapping of names to tensors)")
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}

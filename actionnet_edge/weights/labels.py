@@ -17,7 +17,10 @@ def read_labels(path: str | Path | None, num_classes: int) -> list[str]:
     if not path.is_file():
         raise ActionNetError(f"label file not found: {path}")
     text = path.read_text(encoding="utf-8")
-    labels = _from_json(text, path) if path.suffix.lower() == ".json" else [x.strip() for x in text.splitlines() if x.strip()]
+    if path.suffix.lower() == ".json":
+        labels = _from_json(text, path)
+    else:
+        labels = [x.strip() for x in text.splitlines() if x.strip()]
     if len(labels) != num_classes:
         raise ActionNetError(f"{path}: {len(labels)} labels but the checkpoint's classifier has {num_classes} classes")
     if len(set(labels)) != len(labels):
