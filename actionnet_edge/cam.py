@@ -216,7 +216,7 @@ def _row_names(paths: Sequence[Path]) -> list[str]:
     return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
 
 
-_METHOD = {"none": "TSN", "shift": "TSM", "action": "ACTION", "ste": "STE", "ce": "CE", "me": "ME"}
+_METHOD = {"none": "TSN", "shift": "TSM", "shift_online": "TSM online", "action": "ACTION", "ste": "STE", "ce": "CE", "me": "ME"}
 
 
 def cam_video(

@@ -27,6 +27,7 @@ COMMANDS = {
     "export": "export",
     "quickstart": "quickstart",
     "qat": "qat",
+    "import": "import_weights",
 }
 
 

@@ -14,7 +14,7 @@ def list_models() -> list[str]:
 
 
 def list_temporal() -> list[str]:
-    """Names of the temporal modules: none (TSN), shift (TSM), action, ste, ce, me."""
+    """Names of the temporal modules: none (TSN), shift (TSM), shift_online (TSM's online demo), action, ste, ce, me."""
     return list(TEMPORAL_MODULES)
 
 

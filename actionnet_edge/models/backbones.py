@@ -18,6 +18,7 @@ from torch import nn
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ActionNetError
+from .layouts import tonylins_to_torchvision
 
 #: smallest input side (pixels) every backbone, export and runtime takes: the backbones
 #: downsample by 32, so a smaller frame leaves no spatial position in the last stage.
@@ -60,7 +61,8 @@ def mobilenet_v2(width_mult: float = 1.0) -> Backbone:
                     out.append((expand, "0", expand[0].in_channels))
         return out
 
-    return Backbone(net, feature_dim, places, ("classifier.",))
+    # ImageNet files in torchvision's layout load as they are; tonylins' (the official code's) are renamed
+    return Backbone(net, feature_dim, places, ("classifier.",), adapt=tonylins_to_torchvision)
 
 
 def resnet50(width_mult: float = 1.0) -> Backbone:

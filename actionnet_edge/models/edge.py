@@ -156,11 +156,15 @@ class EdgeShift(nn.Module):
     def __init__(self, src: TemporalShift) -> None:
         super().__init__()
         self.t, self.fold, self.causal = src.num_segments, src.fold, bool(getattr(src, "causal", False))
+        self.online = bool(getattr(src, "online", False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
         y = x.reshape(nt // self.t, self.t, c, h * w)
         f = self.fold
+        if self.online:  # TSM's online demo: fold 0 <- t-1, the rest unchanged
+            left = F.pad(y[:, :-1, :f], (0, 0, 0, 0, 1, 0))
+            return torch.cat([left, y[:, :, f:]], dim=2).reshape(nt, c, h, w)
         if self.causal:
             left = F.pad(y[:, :-1, :f], (0, 0, 0, 0, 1, 0))  # frame t <- t-1
             right = F.pad(y[:, :-2, f:2 * f], (0, 0, 0, 0, 2, 0))  # frame t <- t-2

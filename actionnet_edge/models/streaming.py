@@ -79,12 +79,19 @@ class _Shift(_Stateful):
             self.fold = None
         else:
             self.fold = src.fold
+        self.online = bool(getattr(src, "online", False))  # TSM's online shift: fold 0 from t-1 only
 
     def state_shapes(self, n, c, h, w):
+        if self.online:
+            return [("prev1", (n, self.fold, h, w))]
         k = c if self.fold is None else 2 * self.fold
         return [("prev1", (n, k, h, w)), ("prev2", (n, k, h, w))]
 
     def forward(self, x):
+        if self.online:
+            (p1,) = self._state(x)
+            self.state_out = (x[:, : self.fold],)
+            return torch.cat([p1, x[:, self.fold :]], 1)
         p1, p2 = self._state(x)
         if self.fold is None:
             y = self.w0 * p2 + self.w1 * p1 + self.w2 * x

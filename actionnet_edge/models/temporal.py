@@ -2,6 +2,7 @@
 
 * ``none``   -- TSN: no temporal modelling.
 * ``shift``  -- TSM: 1/8 of the channels shifted one frame back, 1/8 one frame forward.
+* ``shift_online`` -- TSM's online demo: 1/8 of the channels read from the previous frame only.
 * ``action`` -- ACTION (Wang et al., CVPR 2021, section 3): the learnable depthwise temporal
   shift kept inside the module by the official code, then the sum of three excited copies
   of the shifted tensor, one per path: STE, CE and ME (each ``x + x * mask``).
@@ -76,17 +77,22 @@ class TemporalShift(TemporalModule):
     """TSM's zero-padded shift: channel fold 0 reads frame t+1, fold 1 reads frame t-1.
 
     Causal: fold 0 reads frame t-1 and fold 1 reads frame t-2 (TSM's online shift, widened
-    to the same two folds).
+    to the same two folds). ``online``: TSM's online demo exactly, fold 0 reads frame t-1 and
+    every other channel is unchanged (always causal; the ``shift_online`` module).
     """
 
-    def __init__(self, channels: int, num_segments: int, causal: bool = False, shift_div: int = SHIFT_DIV) -> None:
-        super().__init__(channels, num_segments, causal)
+    def __init__(self, channels: int, num_segments: int, causal: bool = False, shift_div: int = SHIFT_DIV,
+                 online: bool = False) -> None:
+        super().__init__(channels, num_segments, causal or online)
         self.fold = channels // shift_div
+        self.online = online
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
         x5 = _split_time(x, self.num_segments)
         f = self.fold
+        if self.online:
+            return torch.cat([_pad_time(x5[:, :-1, :f], 4, 1, 0), x5[:, :, f:]], dim=2).view(nt, c, h, w)
         if self.causal:
             a = _pad_time(x5[:, :-1, :f], 4, 1, 0)  # frame t <- t-1
             b = _pad_time(x5[:, :-2, f : 2 * f], 4, 2, 0)  # frame t <- t-2
@@ -286,6 +292,7 @@ def _single(path: str):
 TEMPORAL_MODULES = {
     "none": NoTemporal,
     "shift": TemporalShift,
+    "shift_online": functools.partial(TemporalShift, online=True),
     "action": Action,
     "ste": _single("ste"),
     "ce": _single("ce"),
