@@ -243,3 +243,23 @@ def test_no_verify_says_so(ckpt, tmp_path):
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["parity"]["verified"] is False and "nothing was checked" in report["parity"]["skipped"]
+
+
+@pytest.mark.slow  # whole-model conversion
+def test_executorch_nhwc_pte_takes_camera_layout_clips(ckpt, tmp_path):
+    """--layout NHWC: the .pte's input is (1, T, S, S, 3) and its logits equal the NCHW model's."""
+    if not target_available("executorch"):
+        pytest.skip("executorch not installed")
+    from actionnet_edge.export import export_model
+
+    res = export_model(ckpt, "executorch", tmp_path / "pte", layout="NHWC", parity_clips=4, calib_clips=4)
+    assert res.passed and res.metadata["input"]["shape"] == [1, T, S, S, 3]
+    clips = np.random.default_rng(0).standard_normal((2, T, 3, S, S)).astype(np.float32)
+    nhwc = EXPORTERS["executorch"].load(res.artifact, layout="NHWC")(clips)
+    from actionnet_edge.checkpoint import load_checkpoint
+
+    with torch.no_grad():
+        want = load_checkpoint(ckpt).model.eval()(torch.from_numpy(clips)).numpy()
+    np.testing.assert_allclose(nhwc, want, atol=1e-4)
+    with pytest.raises(Exception):  # NCHW clips do not fit an NHWC program
+        EXPORTERS["executorch"].load(res.artifact, layout="NCHW")(clips)

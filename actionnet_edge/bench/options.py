@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ActionNetError, unknown_name
+from ..models import check_input_size
 from ..export import PRECISIONS
 from . import adb
 from .runtimes import get_runtime
@@ -65,8 +66,8 @@ class BenchOptions:
             raise ActionNetError("--warmup must be >= 0, --runs and --rounds >= 1")
         if self.segments is not None and self.segments < 2:
             raise ActionNetError(f"--segments must be at least 2, got {self.segments}")
-        if self.size is not None and self.size < 32:
-            raise ActionNetError(f"--size must be at least 32, got {self.size}")
+        if self.size is not None:
+            check_input_size(self.size, "--size")
         if self.device:
             serial = adb.parse_device(self.device)
             bad = [r for r in self.runtimes if r not in adb.BINARIES]

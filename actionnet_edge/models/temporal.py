@@ -19,6 +19,7 @@ same computation live in :mod:`actionnet_edge.models.edge` and are built from th
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
