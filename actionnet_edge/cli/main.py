@@ -28,6 +28,7 @@ COMMANDS = {
     "export": "export",
     "quickstart": "quickstart",
     "qat": "qat",
+    "verify": "verify",
 }
 
 

@@ -104,8 +104,8 @@ def locate(cache: str | Path | None = None) -> Arm64Env:
     for what, path in (("qemu-aarch64", env.qemu), ("the arm64 sysroot", env.python), ("the aarch64 wheels", env.site),
                        ("the ExecuTorch runner", env.runner)):
         if not path.exists():
-            raise ActionNetError(f"{what} is missing from {env.root} (set it up with: actionnet-edge verify --on arm64 "
-                                 "--setup, or any `verify --on arm64`)")
+            raise ActionNetError(f"{what} is missing from {env.root} (any `actionnet-edge verify --on arm64` "
+                                 "sets it up)")
     return env
 
 

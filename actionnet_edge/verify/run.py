@@ -153,7 +153,7 @@ def run_emulated(arts: list[Artifact], env, cpu: str) -> dict[int, tuple[dict[st
 # --------------------------------------------------------------------------------------- rows
 
 
-def _row(a: Artifact, cpu: str, out: dict[str, np.ndarray] | None, secs: float | None, skipped: str | None = None):
+def result_row(a: Artifact, cpu: str, out: dict[str, np.ndarray] | None, secs: float | None, skipped: str | None = None):
     base = {"artifact": a.path.name, "folder": str(a.folder), "target": a.target, "precision": a.meta["precision"],
             "kind": a.vectors.meta["kind"], "runtime": RUNTIMES.get(a.target, a.target), "cpu": cpu}
     if skipped is not None:
@@ -173,9 +173,9 @@ def verify_host(arts: list[Artifact]) -> list[dict[str, Any]]:
         try:
             out = run_host(a)
         except RuntimeUnavailable as e:
-            rows.append(_row(a, f"host ({platform.machine()})", None, None, str(e)))
+            rows.append(result_row(a, f"host ({platform.machine()})", None, None, str(e)))
             continue
-        rows.append(_row(a, f"host ({platform.machine()})", out, time.perf_counter() - t0))
+        rows.append(result_row(a, f"host ({platform.machine()})", out, time.perf_counter() - t0))
     return rows
 
 
@@ -190,6 +190,6 @@ def verify_arm64(arts: list[Artifact], cpus: list[str], cache: str | Path | None
         log.info("verifying %d artifact(s) on emulated %s", len(runnable), cpu)
         results = run_emulated(runnable, env, cpu)
         for i, a in enumerate(runnable):
-            rows.append(_row(a, cpu, *results[i]))
-        rows += [_row(a, cpu, None, None, f"no aarch64 {a.target} runtime") for a in arts if a.target not in EMULATED]
+            rows.append(result_row(a, cpu, *results[i]))
+        rows += [result_row(a, cpu, None, None, f"no aarch64 {a.target} runtime") for a in arts if a.target not in EMULATED]
     return rows
