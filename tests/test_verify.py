@@ -80,20 +80,20 @@ def emulator():
 
 
 def _tampered(folder: Path, dest: Path) -> Path:
-    """A copy of an fp32 export with one byte of a classifier weight changed (its exponent)."""
+    """A copy of an fp32 export with one byte of the classifier's bias changed (an exponent bit of
+    the first value: x 2^128, or 2.0 where it was 0), which every logit row shows."""
     from actionnet_edge.checkpoint import load_checkpoint
 
     shutil.copytree(folder, dest)
     meta = json.loads((dest / "metadata.json").read_text())
-    w = load_checkpoint(None).model.classifier.weight.detach().numpy().astype("<f4")
+    bias = load_checkpoint(None).model.fc.bias.detach().numpy().astype("<f4")
     data = bytearray((dest / meta["artifact"]).read_bytes())
-    for run in (w[0, :4], w[:4, 0]):  # a row, or a column of the transposed matrix
-        at = data.find(np.ascontiguousarray(run).tobytes())
-        if at >= 0:
-            data[at + 3] ^= 0x20  # exponent bits of the first value: x 2^64 or 2^-64
-            (dest / meta["artifact"]).write_bytes(bytes(data))
-            return dest
-    pytest.fail(f"no classifier weight found in {meta['artifact']}")
+    at = data.find(bias[:4].tobytes())
+    if at < 0:
+        pytest.fail(f"the classifier's bias is not in {meta['artifact']}")
+    data[at + 3] ^= 0x40
+    (dest / meta["artifact"]).write_bytes(bytes(data))
+    return dest
 
 
 # ------------------------------------------------------------------------------------- vectors

@@ -49,7 +49,7 @@ def command(folders: tuple[Path, ...], where: str, cpus: list[str], runner: Path
         raise ActionNetError(f"unknown --on '{where}'; use host, arm64 or adb:SERIAL")
     click.echo(json.dumps(rows, indent=2, default=float) if as_json else table(rows))
     failed = [r for r in rows if r["passed"] is False]
-    if not any(r["passed"] for r in rows):
+    if all(r["passed"] is None for r in rows):
         click.echo("nothing was verified (every runtime was unavailable)", err=True)
         return 1
     if failed:
