@@ -87,7 +87,7 @@ class Arm64Env:
 
 
 def cache_root(cache: str | Path | None = None) -> Path:
-    """The arm64 cache folder: ``cache``, else ``$ACTIONNET_EDGE_CACHE/arm64``, else ``~/.cache/actionnet-edge/arm64``."""
+    """The arm64 cache: ``cache``, else ``$ACTIONNET_EDGE_CACHE/arm64``, else ``~/.cache/actionnet-edge/arm64``."""
     if cache is not None:
         return Path(cache)
     base = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "actionnet-edge"
@@ -101,8 +101,8 @@ def _env(root: Path) -> Arm64Env:
 def locate(cache: str | Path | None = None) -> Arm64Env:
     """The set-up environment; a one-line error naming the missing piece (and how to set it up)."""
     env = _env(cache_root(cache))
-    for what, path in (("qemu-aarch64", env.qemu), ("the arm64 sysroot", env.python), ("the aarch64 wheels", env.site),
-                       ("the ExecuTorch runner", env.runner)):
+    for what, path in (("qemu-aarch64", env.qemu), ("the arm64 sysroot", env.python),
+                       ("the aarch64 wheels", env.site), ("the ExecuTorch runner", env.runner)):
         if not path.exists():
             raise ActionNetError(f"{what} is missing from {env.root} (any `actionnet-edge verify --on arm64` "
                                  "sets it up)")
@@ -229,8 +229,8 @@ def _cross_compiler() -> str:
         return CROSS_CXX
     if os.geteuid() == 0 and shutil.which("apt-get"):
         log.info("installing %s (apt-get)", CROSS_PACKAGE)
-        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", CROSS_PACKAGE], f"apt-get install {CROSS_PACKAGE}",
-             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", CROSS_PACKAGE],
+             f"apt-get install {CROSS_PACKAGE}", env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         if shutil.which(CROSS_CXX):
             return CROSS_CXX
     raise ActionNetError(f"{CROSS_CXX} not found: install the Debian package {CROSS_PACKAGE} "

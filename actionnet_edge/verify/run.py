@@ -113,7 +113,8 @@ def _guest_job(a: Artifact, inputs: Path, outputs: Path) -> dict[str, Any]:
     section = a.meta.get("streaming") if a.vectors.stream else None
     return {"target": a.target, "model": str(a.path.resolve()), "inputs": str(inputs), "outputs": str(outputs),
             "steps": int(a.vectors.meta["count"]), "stream": section is not None,
-            "input_shapes": [i["shape"] for i in section["inputs"]] if section else [list(a.vectors.tensors["input"].shape[1:])],
+            "input_shapes": ([i["shape"] for i in section["inputs"]] if section
+                             else [list(a.vectors.tensors["input"].shape[1:])]),
             "input_names": [i["name"] for i in section["inputs"]] if section else None,
             "output_names": [o["name"] for o in section["outputs"]] if section else None}
 
@@ -153,7 +154,9 @@ def run_emulated(arts: list[Artifact], env, cpu: str) -> dict[int, tuple[dict[st
 # --------------------------------------------------------------------------------------- rows
 
 
-def result_row(a: Artifact, cpu: str, out: dict[str, np.ndarray] | None, secs: float | None, skipped: str | None = None):
+def result_row(a: Artifact, cpu: str, out: dict[str, np.ndarray] | None, secs: float | None,
+               skipped: str | None = None) -> dict[str, Any]:
+    """A table row: the artifact, where it ran, and :func:`.check.judge`'s figures (or why it was skipped)."""
     base = {"artifact": a.path.name, "folder": str(a.folder), "target": a.target, "precision": a.meta["precision"],
             "kind": a.vectors.meta["kind"], "runtime": RUNTIMES.get(a.target, a.target), "cpu": cpu}
     if skipped is not None:
@@ -191,5 +194,6 @@ def verify_arm64(arts: list[Artifact], cpus: list[str], cache: str | Path | None
         results = run_emulated(runnable, env, cpu)
         for i, a in enumerate(runnable):
             rows.append(result_row(a, cpu, *results[i]))
-        rows += [result_row(a, cpu, None, None, f"no aarch64 {a.target} runtime") for a in arts if a.target not in EMULATED]
+        rows += [result_row(a, cpu, None, None, f"no aarch64 {a.target} runtime")
+                 for a in arts if a.target not in EMULATED]
     return rows
