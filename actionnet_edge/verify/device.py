@@ -32,6 +32,8 @@ def device_commands(serial: str, a: Artifact, runner: Path, local_out: Path) -> 
     if a.target != "executorch":
         raise ActionNetError(f"{a.path.name}: only ExecuTorch artifacts are verified over adb (the runner); "
                              f"{a.target} artifacts are checked by the apps' self-test")
+    if next(t["offset"] for t in a.vectors.meta["tensors"] if t["name"] == "input") != 0:
+        raise ActionNetError(f"{a.folder}: vectors.bin does not start with the inputs (the runner reads them there)")
     adb = ["adb", "-s", serial]
     remote = f"{REMOTE_DIR}/{a.folder.name}"
     exe, model = f"{REMOTE_DIR}/{RUNNER_NAME}", f"{remote}/{a.path.name}"
@@ -62,7 +64,7 @@ def verify_device(arts: list[Artifact], device: str, runner: Path | None, *, dry
     rows = []
     with tempfile.TemporaryDirectory(prefix="actionnet-verify-adb-") as tmp:
         for a in arts:
-            out = Path(tmp) / f"{a.folder.name}.out.bin"
+            out = Path(f"{a.folder.name}.outputs.bin") if dry_run else Path(tmp) / f"{a.folder.name}.out.bin"
             cmds = device_commands(serial, a, runner, out)
             if dry_run:
                 for c in cmds:
