@@ -92,8 +92,12 @@ def _torch_stream(stream, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _host_outputs(exporter, artifact: Path, layout: str, section, clips: np.ndarray) -> dict[str, np.ndarray]:
-    """The artifact's outputs in its own runtime here; {} when that runtime cannot run here."""
+    """The artifact's outputs in its own runtime here; {} when that runtime cannot run here (or
+    ``exporter`` is None: the export was not to run it)."""
     from .streaming import StreamRunner
+
+    if exporter is None:
+        return {}
 
     try:
         if section is not None:
@@ -110,6 +114,7 @@ def write_vectors(folder: Path, exporter, artifact: Path, meta: dict[str, Any], 
                   quantized, stream, clips: torch.Tensor) -> dict[str, Any]:
     """Write vectors.json/.bin into ``folder`` for ``artifact``; returns metadata.json's ``vectors`` section.
 
+    ``exporter``: the target's exporter (None: no host runtime outputs, as with ``--no-verify``);
     ``reference``: the PyTorch model parity used; ``quantized``: the converted int8 model or None;
     ``stream``: the StreamingActionNet of a streaming export or None; ``clips``: candidate clips
     (N, T, 3, S, S), of which the clearest :data:`VECTOR_CLIPS` (a stream: the first
