@@ -297,8 +297,8 @@ def export_model(
                          export_model_ if precision == "int8" else None, t, s, mean, std, data_root, dataset,
                          parity_clips, verify, th, section, ref_name)
         from .vectors import VECTOR_CLIPS, write_vectors  # test vectors beside the artifact (actionnet-edge verify)
-        meta["vectors"] = write_vectors(tmp, exporter if verify else None, artifact, meta, th, reference, export_model_ if precision == "int8"
-                                        else None, model if streaming else None,
+        meta["vectors"] = write_vectors(tmp, exporter if verify else None, artifact, meta, th, reference,
+                                        export_model_ if precision == "int8" else None, model if streaming else None,
                                         sample_clips(2 * VECTOR_CLIPS, t, s, mean, std, seed=3)[0])
         report = {
             "target": target, "precision": precision, "layout": layout, "artifact": name,
