@@ -28,6 +28,7 @@ COMMANDS = {
     "quickstart": "quickstart",
     "qat": "qat",
     "import": "import_weights",
+    "verify": "verify",
 }
 
 

@@ -33,6 +33,7 @@ from .metadata import build_metadata
 from .clips import sample_clips
 from .parity import Thresholds, evaluate, summary
 from .registry import get_exporter
+from .vectors import VECTOR_CLIPS, write_vectors
 from .streaming import (DEFAULT_PARITY_CLIPS, StreamRunner, add_streaming, io_names, load_stream_source,
                         stream_parity, streaming_section)
 
@@ -178,16 +179,11 @@ def export_model(
         parity = _parity(exporter, artifact, layout, precision, art.reference,
                          art.model if precision == "int8" else None, src.t, s, src.mean, src.std, data_root, dataset,
                          parity_clips, verify, th, section, art.ref_name)
-        report = {
-            "target": target, "precision": precision, "layout": layout, "artifact": meta["artifact"],
-            "size_bytes": _size(artifact), "convert_seconds": round(convert_s, 2),
-            "export_seconds": round(time.perf_counter() - t_start, 2),
-            "checkpoint": {"path": str(src.ckpt.path), "sha256": src.ckpt.sha256}, "quantization": art.quant_info,
-            "convert": info, "parity": parity, "thresholds": th.to_dict(),
-        }
-        if section is not None:
-            report["streaming"] = {"window": section["window"], "state_tensors": len(section["state"]),
-                                   "state_floats": section["state_floats"]}
+        meta["vectors"] = write_vectors(tmp, exporter if verify else None, artifact, meta, th, art.reference,
+                                        art.model if precision == "int8" else None,
+                                        src.reference if streaming else None,
+                                        sample_clips(2 * VECTOR_CLIPS, src.t, s, src.mean, src.std, seed=3)[0])
+        report = _report(meta, src, art, artifact, info, parity, th, section, convert_s, t_start, layout)
         _publish(tmp, out, meta, report)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -299,6 +295,22 @@ def _convert(exporter, src: _Source, art: _Artifact, example, precision: str, ar
     if not artifact.exists():
         raise RuntimeError(f"{exporter.name} exporter wrote no artifact at {artifact}")
     return info, time.perf_counter() - t0
+
+
+def _report(meta: dict, src: _Source, art: _Artifact, artifact: Path, info: dict, parity: dict, th: Thresholds,
+            section: dict | None, convert_s: float, t_start: float, layout: str) -> dict[str, Any]:
+    """report.json: what was converted, how, and its parity."""
+    report = {
+        "target": meta["target"], "precision": meta["precision"], "layout": layout, "artifact": meta["artifact"],
+        "size_bytes": _size(artifact), "convert_seconds": round(convert_s, 2),
+        "export_seconds": round(time.perf_counter() - t_start, 2),
+        "checkpoint": {"path": str(src.ckpt.path), "sha256": src.ckpt.sha256}, "quantization": art.quant_info,
+        "convert": info, "parity": parity, "thresholds": th.to_dict(),
+    }
+    if section is not None:
+        report["streaming"] = {"window": section["window"], "state_tensors": len(section["state"]),
+                               "state_floats": section["state_floats"]}
+    return report
 
 
 def _publish(tmp: Path, out: Path, meta: dict, report: dict) -> None:
