@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import statistics
 import subprocess
@@ -142,21 +143,22 @@ def executorch_regions(pq: PluginQemu, guest: GuestEnv, cpu: str, artifact: Path
 
 
 def _pte_input_floats(path: Path) -> list[int]:
-    """Elements of each float32 input of the program's ``forward`` (read with the host's ExecuTorch)."""
-    try:
-        from executorch.runtime import Runtime
+    """Elements of each float32 input of the program's ``forward``: from the metadata.json beside it
+    (the clip, or the streaming step's frame and state), else read with the host's ExecuTorch."""
+    meta_file = path.parent / "metadata.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    shapes = [t["shape"] for t in (meta.get("streaming") or {}).get("inputs", [])] or \
+        ([meta["input"]["shape"]] if "input" in meta else [])
+    if not shapes:
+        try:
+            from executorch.runtime import Runtime
 
-        meta = Runtime.get().load_program(path).metadata("forward")
-        sizes = [meta.input_tensor_meta(i).sizes() for i in range(meta.num_inputs())]
-    except Exception as e:
-        raise ActionNetError(f"{path.name}: cannot read its inputs with the host's ExecuTorch ({e})") from None
-    out = []
-    for s in sizes:
-        n = 1
-        for d in s:
-            n *= int(d)
-        out.append(n)
-    return out
+            prog = Runtime.get().load_program(path).metadata("forward")
+            shapes = [prog.input_tensor_meta(i).sizes() for i in range(prog.num_inputs())]
+        except Exception as e:
+            raise ActionNetError(f"{path.name}: no metadata.json beside it and the host's ExecuTorch cannot read "
+                                 f"its inputs ({e})") from None
+    return [math.prod(int(d) for d in s) for s in shapes]
 
 
 def summarize(regions: list[int]) -> dict:
