@@ -100,12 +100,12 @@ def test_counts_repeat_and_grow_with_the_model(tmp_path):
     pytest.importorskip("litert_torch")
     small = _tiny_tflite(tmp_path / "small.tflite", 32, 0.25)
     large = _tiny_tflite(tmp_path / "large.tflite", 64, 0.25)
-    first = count_artifact(pq, guest, "cortex-a76", small, runs=2)
-    again = count_artifact(pq, guest, "cortex-a76", small, runs=2)
-    big = count_artifact(pq, guest, "cortex-a76", large, runs=2)
-    # one interpreter thread: the same inference costs the same instructions, to a few ppm
+    first = count_artifact(pq, guest, "cortex-a76", small, runs=3)
+    again = count_artifact(pq, guest, "cortex-a76", small, runs=3)
+    big = count_artifact(pq, guest, "cortex-a76", large, runs=3)
+    # one interpreter thread: the same inference costs the same instructions, to a few ppm (median of 3 regions)
+    assert len(first["regions"]) == 3 and first["instructions"] > 10_000
     assert abs(first["instructions"] - again["instructions"]) <= 1e-5 * first["instructions"]
-    assert first["spread_ppm"] < 10 and again["spread_ppm"] < 10
     assert big["instructions"] > 3 * first["instructions"]  # 4x the pixels
 
 

@@ -113,7 +113,7 @@ def guest_environment(guest: GuestEnv) -> dict[str, str]:
     """The guest's environment: its wheels on the path, nothing of the host's venv, one thread."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "LD_"))}
     return {**env, "PYTHONPATH": str(guest.site), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
-            RUNNER_THREADS_ENV: "1"}
+            RUNNER_THREADS_ENV: "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def litert_regions(pq: PluginQemu, guest: GuestEnv, cpu: str, artifact: Path, runs: int) -> list[int]:
@@ -168,7 +168,7 @@ def summarize(regions: list[int]) -> dict:
     return {"instructions": int(round(med)), "regions": list(regions), "spread_ppm": round(spread, 3)}
 
 
-def count_artifact(pq: PluginQemu, guest: GuestEnv, cpu: str, artifact: Path, runs: int = 2) -> dict:
+def count_artifact(pq: PluginQemu, guest: GuestEnv, cpu: str, artifact: Path, runs: int = 3) -> dict:
     """One artifact on one CPU: :func:`summarize` of its marked inferences."""
     suffix = Path(artifact).suffix
     if suffix == ".tflite":

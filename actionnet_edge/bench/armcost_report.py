@@ -50,6 +50,7 @@ def measure(items: list[tuple[Path | None, dict]], guest: GuestEnv, cpus: list[s
             cache: Path | None = None, echo=None) -> list[dict]:
     """One row per artifact and CPU with its instruction count (or why it has none)."""
     pq = ensure_plugin_qemu(cache, echo=echo)
+    log.info("counting with %s and %s", pq.qemu, pq.plugin.name)
     rows = []
     for path, base in items:
         for cpu in cpus:
@@ -153,7 +154,8 @@ def check_artifacts(artifacts: list[Path]) -> None:
 
 
 def run_arm_cost(checkpoint: Path | None, artifacts: list[Path], opts, guest: GuestEnv, cpus: list[str] | None,
-                 out: Path, work: Path | None = None, runs: int = 2, command: str | None = None, echo=None) -> dict:
+                 out: Path, work: Path | None = None, runs: int = 3, command: str | None = None, echo=None,
+                 cache: Path | None = None) -> dict:
     """Count every artifact on every CPU and write the report."""
     cpus = list(cpus or CPUS)
     check_artifacts(artifacts)
@@ -162,5 +164,5 @@ def run_arm_cost(checkpoint: Path | None, artifacts: list[Path], opts, guest: Gu
                  for a in artifacts]
     else:
         items = export_artifacts(checkpoint, opts, Path(work or out / "work"))
-    rows = measure(items, guest, cpus, runs, echo=echo)
+    rows = measure(items, guest, cpus, runs, cache=cache, echo=echo)
     return write_report(rows, out, command)
