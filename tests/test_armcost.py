@@ -42,7 +42,7 @@ def test_goals_on_counted_rows(tmp_path):
             {"runtime": "executorch", "variant": "action", "precision": "int8", "mode": "step", "cpu": "cortex-a55",
              "skipped": "int8 streaming export is not supported"}]
     by = {g["goal"]: g for g in goals(rows)}
-    assert by["executorch: int8 ACTION step / int8 8-frame clip on cortex-a76"]["status"] == "met"  # 0.15 <= 1/6
+    assert by["executorch: int8 ACTION step / int8 clip on cortex-a76"]["status"] == "met"  # 0.15 <= 1/6
     assert by["executorch: int8 / fp32 ACTION step on cortex-a76"]["status"] == "met"  # 0.45
     over = by["executorch: ACTION over TSM, int8 clip on cortex-a76"]
     assert over["status"] == "met" and over["value"] == pytest.approx(600 / 580 - 1, abs=1e-4)

@@ -93,7 +93,7 @@ def goals(rows: list[dict]) -> list[dict]:
             return _find(rows, runtime=rt, **k)
 
         a76 = {"cpu": "cortex-a76"}
-        out.append(_goal(f"{rt}: int8 ACTION step / int8 8-frame clip on cortex-a76",
+        out.append(_goal(f"{rt}: int8 ACTION step / int8 clip on cortex-a76",
                          _ratio(n(variant="action", precision="int8", mode="step", **a76),
                                 n(variant="action", precision="int8", mode="clip", **a76)), 1 / 6, "<="))
         out.append(_goal(f"{rt}: int8 / fp32 ACTION step on cortex-a76",
