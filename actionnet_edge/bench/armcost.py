@@ -113,7 +113,8 @@ def guest_environment(guest: GuestEnv) -> dict[str, str]:
     """The guest's environment: its wheels on the path, nothing of the host's venv, one thread."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "LD_"))}
     return {**env, "PYTHONPATH": str(guest.site), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
-            RUNNER_THREADS_ENV: "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+            RUNNER_THREADS_ENV: "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+            "PYTHONHASHSEED": "0"}
 
 
 def litert_regions(pq: PluginQemu, guest: GuestEnv, cpu: str, artifact: Path, runs: int) -> list[int]:
