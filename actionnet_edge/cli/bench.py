@@ -107,9 +107,13 @@ def _runtimes() -> list[str]:
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for checkpoints and exported artifacts (reused across runs) [default: OUT/work].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--arm-cost", is_flag=True, help="Count ARM64 instructions per inference of the ExecuTorch/LiteRT "
+              "artifacts under QEMU (builds QEMU with plugins into the cache once) instead of timing.")
+@click.option("--cpu", "cpus", default=None, callback=_csv("emulated CPU", ["cortex-a53", "cortex-a55", "cortex-a76"]),
+              help="With --arm-cost: emulated CPUs [default: cortex-a53,cortex-a55,cortex-a76].")
 def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segments, size, warmup, runs, max_seconds,
             rounds, arch, width_mult, num_classes, no_verify, parity_clips, device, dry_run, executorch_runner,
-            litert_benchmark, accuracy, profile, out, work, as_json, streaming):
+            litert_benchmark, accuracy, profile, out, work, as_json, streaming, arm_cost, cpus):
     """Measure latency (median/p90/min), peak memory, file size and MACs per runtime and precision.
 
     Each measurement runs in its own process. Without --artifact, TSN, TSM and ACTION are
@@ -143,6 +147,8 @@ def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segm
                         arch=arch, width_mult=width_mult, num_classes=num_classes, verify=not no_verify,
                         parity_clips=parity_clips, device=device, dry_run=dry_run, binaries=binaries,
                         accuracy=accuracy, profile=profile, require_installed=explicit, streaming=streaming)
+    if arm_cost:
+        return _arm_cost(checkpoint, list(artifacts), opts, cpus, out, work, as_json)
     if arch != "mobilenet_v2" or checkpoint is None:
         from ..models import list_models
 
@@ -160,3 +166,20 @@ def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segm
 
     click.echo(markdown(report), nl=False)
     click.echo(f"\nwrote {out / 'report.json'}, {out / 'report.md'} and charts", err=True)
+
+
+def _arm_cost(checkpoint, artifacts, opts, cpus, out, work, as_json) -> None:
+    """`bench --arm-cost`: the ARM64 runtimes of actionnet_edge.verify.arm64, counted by bench.armcost_report."""
+    from ..bench.armcost import GuestEnv
+    from ..bench.armcost_report import check_artifacts, markdown, run_arm_cost
+
+    check_artifacts(artifacts)
+    try:
+        from ..verify.arm64 import ensure
+    except ImportError:
+        raise ActionNetError("--arm-cost needs the ARM64 runtimes (actionnet_edge.verify.arm64)") from None
+    env = ensure()
+    guest = GuestEnv(env.sysroot, env.python, env.site, env.runner)
+    report = run_arm_cost(checkpoint, artifacts, opts, guest, cpus, out, work, command="actionnet-edge bench "
+                          + shlex.join(sys.argv[2:]), echo=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(report, indent=2) if as_json else markdown(report).rstrip("\n"))

@@ -14,12 +14,23 @@
 #include <executorch/runtime/executor/program.h>
 #include <executorch/runtime/platform/runtime.h>
 
+#include <sys/prctl.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
 
 using namespace executorch::runtime;
+
+namespace executorch::extension::threadpool {  // libexecutorch_threadpool (its header is not in the wheel)
+class ThreadPool {
+ public:
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
 using executorch::aten::Tensor;
 using executorch::aten::TensorImpl;
 using executorch::extension::FileDataLoader;
@@ -65,6 +76,8 @@ int main(int argc, char** argv) {
   const bool stream = argc > 5 && std::strcmp(argv[5], "stream") == 0;
   const long steps = std::atol(argv[4]);
   runtime_init();
+  if (const char* t = std::getenv("ACTIONNET_RUNNER_THREADS"))  // e.g. 1: instruction counts are exact
+    executorch::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(std::atoi(t));
   auto loader = FileDataLoader::from(argv[1]);
   if (!loader.ok()) return fail("cannot open the model file");
   auto program = Program::load(&loader.get());
@@ -97,7 +110,10 @@ int main(int argc, char** argv) {
     }
     for (size_t i = 0; i < n_in; ++i)
       if (method->set_input(EValue(Tensor(inputs[i].impl.get())), i) != Error::Ok) return fail("set_input failed");
-    if (method->execute() != Error::Ok) return fail("execute failed");
+    prctl(0x41524d43, 1, 0, 0, 0);  // instruction-count marker (actionnet_edge.bench.armcost): EINVAL, no effect
+    const Error status = method->execute();
+    prctl(0x41524d43, 0, 0, 0, 0);
+    if (status != Error::Ok) return fail("execute failed");
     for (size_t o = 0; o < n_out; ++o) {
       const Tensor t = method->get_output(o).toTensor();
       if (t.scalar_type() != executorch::aten::ScalarType::Float) return fail("an output is not float32");
