@@ -99,7 +99,8 @@ def list_datasets() -> list[str]:
 
 def build_dataset(name: str, root: str | Path | None, split: str, *, segments: int, size: int, train: bool,
                   mean: Sequence[float], std: Sequence[float], clips: int = 1, crops: int = 1,
-                  flip: bool = False, seed: int = 0, **options: Any) -> torch.utils.data.Dataset:
+                  flip: bool = False, seed: int = 0, augment: str = "multiscale",
+                  **options: Any) -> torch.utils.data.Dataset:
     """Build a dataset by name (see :data:`DATASETS`).
 
     Args:
@@ -113,6 +114,8 @@ def build_dataset(name: str, root: str | Path | None, split: str, *, segments: i
         clips, crops: test views per sample (evaluation only): 10 x 3 in the paper.
         flip: random horizontal flip with the dataset's label-swap map (training only).
         seed: base seed (synthetic data; random sampling also follows ``torch.manual_seed``).
+        augment: ``multiscale`` (the paper's corner crops, centre-crop evaluation) or ``light``
+            (the whole frame, small scale jitter): see :mod:`.transforms`.
         options: reader-specific (``labels=`` a label file for ``csv``, ``subjects=`` for EgoGesture...).
     """
     if name not in DATASETS:
@@ -125,11 +128,18 @@ def build_dataset(name: str, root: str | Path | None, split: str, *, segments: i
         raise ActionNetError(f"clips must be >= 1 and crops 1 or 3, got clips={clips}, crops={crops}")
     if train and clips * crops > 1:
         raise ActionNetError("multi-clip / multi-crop views are for evaluation (train=False)")
+    from .transforms import AUGMENTS
+
+    if augment not in AUGMENTS:
+        raise unknown_name("augment", augment, AUGMENTS)
+    if augment == "light" and crops != 1:
+        raise ActionNetError("augment 'light' evaluates the whole frame: crops must be 1 (three crops need 'multiscale')")
     if root is not None and not Path(root).exists():
         raise ActionNetError(f"data root not found: {root}")
     try:
         return DATASETS[name](root, split, segments=segments, size=size, train=train, mean=tuple(mean),
-                              std=tuple(std), clips=clips, crops=crops, flip=flip, seed=seed, **options)
+                              std=tuple(std), clips=clips, crops=crops, flip=flip, seed=seed, augment=augment,
+                              **options)
     except TypeError as e:  # an option this reader does not take
         if "unexpected keyword argument" not in str(e):
             raise

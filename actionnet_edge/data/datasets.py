@@ -81,8 +81,9 @@ class ClipDataset(Dataset):
     flip_map: dict[int, int] | None = None
 
     def __init__(self, *, segments: int, size: int, train: bool, mean: Sequence[float], std: Sequence[float],
-                 clips: int = 1, crops: int = 1, flip: bool = False, seed: int = 0) -> None:
+                 clips: int = 1, crops: int = 1, flip: bool = False, seed: int = 0, augment: str = "multiscale") -> None:
         self.segments, self.size, self.train = int(segments), int(size), bool(train)
+        self.augment = augment
         self.mean, self.std = tuple(mean), tuple(std)
         self.clips, self.crops, self.flip, self.seed = int(clips), int(crops), bool(flip), int(seed)
 
@@ -94,7 +95,7 @@ class ClipDataset(Dataset):
                 flip_map = None
         self.flip_map = flip_map
         self.transform = ClipTransform(self.size, self.train, self.mean, self.std, crops=self.crops,
-                                       flip=self.flip and self.train, flip_map=self.flip_map)
+                                       flip=self.flip and self.train, flip_map=self.flip_map, augment=self.augment)
         unknown = [it for it in self.items if it.reason]
         if unknown:
             counts = Counter(it.reason for it in unknown)
@@ -289,6 +290,7 @@ class CSVDataset(ClipDataset):
             label, reason = self._label(name, index)
             p = Path(path)
             self.items.append(Item(path, p if p.is_absolute() else csv_path.parent / p, label, start, end, reason))
+        _check_paths(csv_path, self.items)
         self._finish()
 
     @staticmethod
@@ -311,3 +313,12 @@ class CSVDataset(ClipDataset):
         if not out:
             raise ActionNetError(f"{path} lists no samples")
         return out
+
+
+def _check_paths(csv_path: Path, items: Sequence[Item]) -> None:
+    """Every row's video or frame folder must exist: the missing ones, counted and named, are an error."""
+    missing = [it.name for it in items if not it.path.exists()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ActionNetError(f"{csv_path}: {len(missing)} of {len(items)} rows name files that do not exist "
+                             f"(paths are relative to {csv_path.parent}): {shown}")

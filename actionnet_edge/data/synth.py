@@ -215,7 +215,7 @@ class SyntheticGestures(_base()):  # type: ignore[misc]
 
     Args:
         split: ``train`` or ``val`` (``test`` is a third independent draw).
-        segments, size, train, mean, std, clips, crops, flip, seed: as :func:`build_dataset`.
+        segments, size, train, mean, std, clips, crops, flip, seed, augment: as :func:`build_dataset`.
         n: number of clips (default 4000 train / 800 val).
         frames: frames rendered per clip.
         frame_size: ``(height, width)`` of the rendered frames.
@@ -224,9 +224,9 @@ class SyntheticGestures(_base()):  # type: ignore[misc]
     def __init__(self, split: str = "train", segments: int = 8, size: int = 64, mean: Sequence[float] = _MEAN,
                  std: Sequence[float] = _STD, train: bool = False, *, n: int | None = None,
                  frames: int = DEFAULT_FRAMES, frame_size: tuple[int, int] | int | None = None, seed: int = 0,
-                 clips: int = 1, crops: int = 1, flip: bool = False) -> None:
+                 clips: int = 1, crops: int = 1, flip: bool = False, augment: str = "multiscale") -> None:
         super().__init__(segments=segments, size=size, train=train, mean=mean, std=std, clips=clips, crops=crops,
-                         flip=flip, seed=seed)
+                         flip=flip, seed=seed, augment=augment)
         if split not in _SPLIT_ID:
             raise ActionNetError(f"unknown split '{split}'; valid: {', '.join(_SPLIT_ID)}")
         self.split = split

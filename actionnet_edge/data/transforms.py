@@ -9,6 +9,12 @@ Training (official ``GroupMultiScaleCrop``): frames are considered at shorter si
 side, as TSM's ``GroupFullResSample``). The crop box is mapped back to the source frame and
 cut and resized in one interpolation (the same geometry, one resampling instead of two).
 
+``augment="light"`` (for small or synthetic sets trained from scratch) keeps the whole
+frame in view instead: evaluation resizes the whole frame to ``size x size``; training
+resizes it to a random ``h x w`` with each side in ``LIGHT_SCALE * size`` and places it at a
+random spot of the ``size x size`` canvas, the rest at the normalised mean (zero). No
+content is cut, so a gesture near the edge of a wide frame stays in every view.
+
 Horizontal flip is only done with a label-swap map (a flipped "Swiping Left" is "Swiping
 Right"): :func:`make_flip_map` builds one from the label names.
 """
@@ -24,11 +30,14 @@ from torchvision.transforms.v2 import functional as TF
 from ..errors import ActionNetError
 
 __all__ = [
-    "SCALES", "DIRECTION_WORDS", "ClipTransform", "make_flip_map", "multiscale_crop_box",
+    "AUGMENTS", "LIGHT_SCALE", "SCALES", "DIRECTION_WORDS", "ClipTransform", "make_flip_map", "multiscale_crop_box",
     "three_crop_boxes", "center_crop_box", "resize_for",
 ]
 
 SCALES = (1.0, 0.875, 0.75, 0.66)
+#: training augmentations: the paper's multi-scale corner crops, or the whole frame with a small scale jitter
+AUGMENTS = ("multiscale", "light")
+LIGHT_SCALE = (0.8, 1.0)
 
 # Words that a horizontal flip swaps (whole words, case-insensitive). Jester's
 # "Swiping Left" <-> "Swiping Right", "Turning Hand Clockwise" <-> "... Counterclockwise".
@@ -122,24 +131,30 @@ class ClipTransform:
 
     Args:
         size: output side S.
-        train: multi-scale corner crop (and optional flip) instead of centre crop(s).
+        train: random augmentation (and optional flip) instead of the fixed evaluation view(s).
         mean, std: per-channel normalisation of RGB in 0..1.
-        crops: 1 (centre) or 3 (evaluation only).
+        crops: 1 (centre) or 3 (evaluation only, ``multiscale``).
         flip: random horizontal flip in training; needs ``flip_map`` unless every class is
             mirror-symmetric (then pass ``flip_map=None`` explicitly with ``flip_invariant=True``).
         flip_map: class id -> class id after flipping.
         resize: shorter side before cropping (default ``resize_for(size)``).
+        augment: ``multiscale`` (corner crops, centre-crop evaluation) or ``light`` (whole frame).
     """
 
     def __init__(self, size: int, train: bool, mean: Sequence[float], std: Sequence[float], *, crops: int = 1,
                  flip: bool = False, flip_map: dict[int, int] | None = None, resize: int | None = None,
-                 flip_invariant: bool = False, scales: Sequence[float] = SCALES) -> None:
+                 flip_invariant: bool = False, scales: Sequence[float] = SCALES, augment: str = "multiscale") -> None:
         if crops not in (1, 3):
             raise ActionNetError(f"crops must be 1 or 3, got {crops}")
+        if augment not in AUGMENTS:
+            raise ActionNetError(f"unknown augment '{augment}', valid: {', '.join(AUGMENTS)}")
+        if augment == "light" and crops != 1:
+            raise ActionNetError("augment 'light' evaluates the whole frame: use crops=1 (three crops need 'multiscale')")
         if flip and flip_map is None and not flip_invariant:
             raise ActionNetError("flip needs a label-swap map (a flipped 'left' gesture is a 'right' one); "
                                  "this dataset has none")
         self.size, self.train, self.crops, self.flip, self.flip_map = int(size), train, crops, flip, flip_map
+        self.augment = augment
         self.resize = int(resize or resize_for(size))
         self.scales = tuple(scales)
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1)
@@ -147,6 +162,8 @@ class ClipTransform:
 
     def boxes(self, h: int, w: int, rng: random.Random) -> list[Box]:
         """Crop boxes in source-frame coordinates for an ``h x w`` frame."""
+        if self.augment == "light":
+            return [(0, 0, h, w)]
         rh, rw = _scaled_hw(h, w, self.resize)
         if self.train:
             boxes = [multiscale_crop_box(rh, rw, self.size, rng, self.scales)]
@@ -158,8 +175,26 @@ class ClipTransform:
         return [(int(round(t * sy)), int(round(l * sx)), max(1, int(round(ch * sy))), max(1, int(round(cw * sx))))
                 for t, l, ch, cw in boxes]
 
+    def placement(self, rng: random.Random) -> Box:
+        """``light``: where the whole frame lands in the ``size x size`` output, (top, left, height, width)."""
+        s = self.size
+        if not self.train:
+            return 0, 0, s, s
+        lo, hi = LIGHT_SCALE
+        ph, pw = (max(1, min(s, int(round(s * rng.uniform(lo, hi))))) for _ in range(2))
+        return rng.randint(0, s - ph), rng.randint(0, s - pw), ph, pw
+
     def _normalise(self, frames: torch.Tensor) -> torch.Tensor:
         return (frames.float().div_(255.0) - self.mean) / self.std
+
+    def _light(self, frames: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        top, left, ph, pw = self.placement(rng)
+        inner = self._normalise(TF.resize(frames, [ph, pw], antialias=True))
+        if (ph, pw) == (self.size, self.size):
+            return inner
+        out = inner.new_zeros(frames.shape[0], 3, self.size, self.size)  # zero = the mean colour
+        out[:, :, top:top + ph, left:left + pw] = inner
+        return out
 
     def __call__(self, frames: torch.Tensor, label: int, rng: random.Random | None = None) -> tuple[torch.Tensor, int]:
         """Transform one clip; returns the clip and its (possibly flipped) label."""
@@ -167,11 +202,13 @@ class ClipTransform:
             raise ValueError(f"expected uint8 frames (T, 3, H, W), got {tuple(frames.shape)} {frames.dtype}")
         rng = rng or random.Random()
         h, w = frames.shape[-2:]
-        out = [TF.resized_crop(frames, t, l, ch, cw, [self.size, self.size], antialias=True)
-               for t, l, ch, cw in self.boxes(h, w, rng)]
+        if self.augment == "light":
+            clips = [self._light(frames, rng)]
+        else:
+            clips = [self._normalise(TF.resized_crop(frames, t, l, ch, cw, [self.size, self.size], antialias=True))
+                     for t, l, ch, cw in self.boxes(h, w, rng)]
         if self.train and self.flip and rng.random() < 0.5:
-            out = [o.flip(-1) for o in out]
+            clips = [c.flip(-1) for c in clips]
             if self.flip_map is not None and label >= 0:
                 label = self.flip_map.get(label, label)
-        clips = [self._normalise(o) for o in out]
         return (clips[0] if len(clips) == 1 and self.crops == 1 else torch.stack(clips)), label

@@ -48,7 +48,7 @@ def build_datasets(recipe: Recipe, data_root: str | Path | None = None,
         if d.dataset == "synthetic" and root is None and n is not None:
             opts["n"] = n
         ds = build_dataset(d.dataset, root, split, segments=d.segments, size=d.size, train=train, mean=mean,
-                           std=std, flip=d.flip and train, seed=d.seed, **opts)
+                           std=std, flip=d.flip and train, seed=d.seed, augment=d.augment, **opts)
         if n is not None and "n" not in opts and n < len(ds):
             labels, flip_map = ds.labels, getattr(ds, "flip_map", None)
             ds = Subset(ds, range(n))

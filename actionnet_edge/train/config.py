@@ -58,6 +58,7 @@ class DataConfig:
     num_val: int | None = None
     seed: int = 0  # synthetic data seed
     workers: int = 4
+    augment: str = "multiscale"  # multiscale (the paper's corner crops) or light (whole frame; small sets)
 
 
 @dataclass
@@ -157,6 +158,7 @@ def _coerce(value: Any, tp: Any, where: str, errors: list[str]) -> Any:
 
 def _check_values(r: Recipe, errors: list[str]) -> None:
     from ..data import list_datasets
+    from ..data.transforms import AUGMENTS
     from ..models import check_input_size, list_models, list_temporal
     from ..models.actionnet import CONSENSUS
 
@@ -173,6 +175,7 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
     name("model.temporal", r.model.temporal, list_temporal())
     name("model.consensus", r.model.consensus, list(CONSENSUS))
     name("data.dataset", r.data.dataset, list_datasets())
+    name("data.augment", r.data.augment, list(AUGMENTS))
     if isinstance(r.model.dropout, float) and not 0 <= r.model.dropout < 1:
         errors.append(f"model.dropout: must be in [0, 1), got {r.model.dropout}")
     positive("model.width_mult", r.model.width_mult)
