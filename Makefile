@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # the browser demo's runtime (onnxruntime-web), vendored from npm with the committed lock file
 WEB_STAMP := web_demo/node_modules/.package-lock.json
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(WEB_STAMP)
 	$(PY) -m pytest -q
+
+# the everyday tier: no whole-model conversions or trainings
+test-fast: $(STAMP) $(WEB_STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) out

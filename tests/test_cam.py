@@ -157,7 +157,7 @@ def test_cli_size_override(video, ckpts, tmp_path):
     ("missing_ckpt", "Error: checkpoint not found"),
     ("label", "Error: unknown label of action.pt 'rigth'; valid: left, right, still. Did you mean 'right'?"),
     ("out", "Error: --out must be a .png file"),
-    ("size", "Error: --size must be at least 32 px, got 16"),
+    ("size", "Error: --size must be an integer of at least 32 px, got 16"),
 ])
 def test_cli_bad_input(case, message, video, ckpts, tmp_path):
     vid, ck, extra, out = str(video), str(ckpts["action"]), [], tmp_path / "x.png"
