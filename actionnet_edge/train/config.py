@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -21,6 +22,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from ..constants import MAX_SEGMENTS, MIN_SEGMENTS
 from ..errors import ActionNetError
 from .schedule import SCHEDULES
 
@@ -30,6 +32,11 @@ __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "QATConfig", "Recipe", "l
 #: backends a ``qat`` section may name (the QAT code maps each to a PT2E quantizer).
 QAT_BACKENDS = ("xnnpack", "coreml", "litert")
 OPTIMIZERS = ("sgd", "adamw")
+#: upper limits of recipe numbers: far above any real run, below values that only overflow or exhaust memory
+LIMITS = {"train.epochs": 10_000, "train.batch_size": 4096, "train.lr": 10.0, "train.lr_gamma": 1.0,
+          "train.momentum": 1.0, "train.weight_decay": 1.0, "train.clip_grad": 1e6, "train.log_every": 10**6,
+          "model.width_mult": 4.0, "data.workers": 256, "data.num_train": 10**8, "data.num_val": 10**8,
+          "qat.epochs": 10_000, "qat.lr": 10.0, "qat.batch_size": 4096, "qat.calib_batches": 10**5, "train.seed": 2**32 - 1}
 
 
 @dataclass
@@ -147,6 +154,8 @@ def _coerce(value: Any, tp: Any, where: str, errors: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append(f"{where}: expected a number, got {value!r}")
             return value
+        if not math.isfinite(value):
+            errors.append(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -165,9 +174,13 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
             errors.append(f"{where}: unknown '{value}', valid: {', '.join(valid)}{_suggest(value, valid)}")
 
     def positive(where: str, value: Any, allow_zero: bool = False) -> None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            top = LIMITS.get(where)
             if value < 0 or (value == 0 and not allow_zero):
-                errors.append(f"{where}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+                errors.append(f"{where}: must be {'>= 0' if allow_zero else '> 0'}"
+                              f"{f' and <= {top:g}' if top is not None else ''}, got {value}")
+            elif top is not None and value > top:
+                errors.append(f"{where}: must be <= {top:g}, got {value}")
 
     name("model.arch", r.model.arch, list_models())
     name("model.temporal", r.model.temporal, list_temporal())
@@ -178,8 +191,8 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
     positive("model.width_mult", r.model.width_mult)
     if r.model.pretrained is not None and isinstance(r.model.pretrained, str) and not Path(r.model.pretrained).expanduser().is_file():
         errors.append(f"model.pretrained: file not found: {r.model.pretrained}")
-    if isinstance(r.data.segments, int) and r.data.segments < 2:
-        errors.append(f"data.segments: must be >= 2, got {r.data.segments}")
+    if isinstance(r.data.segments, int) and not MIN_SEGMENTS <= r.data.segments <= MAX_SEGMENTS:
+        errors.append(f"data.segments: must be >= {MIN_SEGMENTS} and <= {MAX_SEGMENTS}, got {r.data.segments}")
     try:
         check_input_size(r.data.size, "data.size")
     except ActionNetError as e:
@@ -201,6 +214,7 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
         positive(f"train.{key}", getattr(t, key))
     for key in ("momentum", "weight_decay"):
         positive(f"train.{key}", getattr(t, key), allow_zero=True)
+    positive("train.seed", t.seed, allow_zero=True)
     if t.clip_grad is not None:
         positive("train.clip_grad", t.clip_grad)
     _check_steps("train.lr_steps", t.lr_steps, t.epochs, errors)
@@ -302,6 +316,8 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
         raise ActionNetError(f"recipe not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ActionNetError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
