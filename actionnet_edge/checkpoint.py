@@ -146,8 +146,11 @@ def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
 def _load_reason(e: Exception) -> str:
     """Why torch could not load a file, without torch's advice to load it unsafely."""
     text = str(e)
+    if isinstance(e, EOFError):
+        return "empty or cut short"
     if "Weights only load failed" in text or "weights_only" in text:
-        return "it holds objects other than tensors and plain values; refused, since loading them could run code"
+        return ("not a file of tensors and plain values only; refused, since unpickling anything else "
+                "could run code")
     if "zip archive" in text or "central directory" in text or "PytorchStreamReader" in text:
         return "truncated or not a torch file"
     first = text.strip().splitlines()[0] if text.strip() else type(e).__name__

@@ -176,11 +176,12 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
     def positive(where: str, value: Any, allow_zero: bool = False) -> None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             top = LIMITS.get(where)
+            top = f"{top:g}" if isinstance(top, float) else top
             if value < 0 or (value == 0 and not allow_zero):
                 errors.append(f"{where}: must be {'>= 0' if allow_zero else '> 0'}"
-                              f"{f' and <= {top:g}' if top is not None else ''}, got {value}")
-            elif top is not None and value > top:
-                errors.append(f"{where}: must be <= {top:g}, got {value}")
+                              f"{f' and <= {top}' if top is not None else ''}, got {value}")
+            elif top is not None and value > LIMITS[where]:
+                errors.append(f"{where}: must be <= {top}, got {value}")
 
     name("model.arch", r.model.arch, list_models())
     name("model.temporal", r.model.temporal, list_temporal())

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,17 +133,25 @@ def fit(recipe: Recipe, output: str | Path, *, data_root: str | Path | None = No
         log.info("nothing to train: %s has finished its %d epochs (pass --set train.epochs=N to extend it)",
                  run.out, run.recipe.train.epochs)
         return result
+    new_folder = not run.out.exists()
     _start_outputs(run)
     val_loader = _val_loader(run)
     writer = _tensorboard(run.out / "tb") if run.rank == 0 else None
-    for epoch in range(run.start_epoch, run.recipe.train.epochs):
-        if run.out_of_steps():
-            break
-        row = _train_epoch(run, epoch)
-        val = evaluate_model(run.model, val_loader, run.dev, run.hooks.set_train_mode)  # unwrapped: shards differ
-        _end_epoch(run, epoch, row, val, writer)
-        result.update(epoch=epoch, best_top1=run.best, val=val, train_loss=row["train_loss"],
-                      epochs_trained=result["epochs_trained"] + 1)
+    try:
+        for epoch in range(run.start_epoch, run.recipe.train.epochs):
+            if run.out_of_steps():
+                break
+            row = _train_epoch(run, epoch)
+            val = evaluate_model(run.model, val_loader, run.dev, run.hooks.set_train_mode)  # unwrapped: shards differ
+            _end_epoch(run, epoch, row, val, writer)
+            result.update(epoch=epoch, best_top1=run.best, val=val, train_loss=row["train_loss"],
+                          epochs_trained=result["epochs_trained"] + 1)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        if new_folder and run.rank == 0 and not (run.out / "last.pt").exists():
+            shutil.rmtree(run.out, ignore_errors=True)  # a run that failed before its first checkpoint leaves nothing
+        raise
     if writer is not None:
         writer.close()
     return result
