@@ -155,7 +155,7 @@ def _train(*items: str, recipe: str = SYNTH) -> list[str]:
     return ["train", recipe, "--output", "{out}", *_set(*TINY, *items)]
 
 
-SET_CASES = ["train.lr=.nan", "train.lr=.inf", "train.lr=-.inf", "train.lr=-1", "train.lr=0", "train.lr=1.0e9",
+SET_CASES = ["train.lr=.nan", "train.lr=.inf", "train.lr=-.inf", "train.lr=-1", "train.lr=0", "train.lr=1000.0",
              "train.epochs=0", "train.epochs=-3", "train.epochs=1e9", "train.epochs=100001", "train.batch_size=0",
              "train.batch_size=99999999", "data.size=16", "data.size=99999999", "data.segments=1",
              "data.segments=1000", "model.width_mult=0", "model.width_mult=.nan", "model.width_mult=100",

@@ -161,3 +161,28 @@ def test_file_system_error_is_one_line(tmp_path):
     assert str(e) == f"{tmp_path / 'x'}: No space left on device"
     r = CliRunner().invoke(main, ["data", "synth", "--out", str(tmp_path / "f" / "d"), "--train", "1", "--val", "1"])
     assert r.exit_code == 2 and r.stderr.strip().count("\n") == 0 and r.stderr.startswith("Error:"), r.stderr
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    import json
+
+    from actionnet_edge.checkpoint import read_checkpoint
+    from actionnet_edge.train.config import load_recipe
+    from actionnet_edge.train.loop import Hooks, fit
+
+    tiny = ["model.width_mult=0.25", "model.dropout=0.0", "data.segments=4", "data.size=32", "data.num_train=4",
+            "data.num_val=4", "data.workers=0", "train.batch_size=4", "train.epochs=3", "train.lr_steps=[]"]
+    recipe = load_recipe(HERE.parent / "recipes" / "synthetic.yaml", tiny)
+
+    def poison(epoch, model):  # in epoch 2 a weight goes NaN, as a diverging run's would
+        if epoch == 1:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+
+    with pytest.raises(ActionNetError, match="became nan.*last good checkpoint is kept"):
+        fit(recipe, tmp_path, hooks=Hooks(on_epoch_start=poison))
+    raw = read_checkpoint(tmp_path / "last.pt")
+    assert raw["train_state"]["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in raw["state_dict"].values() if v.is_floating_point())
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0] == [r["epoch"] for r in raw["train_state"]["rows"]]

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import collate
 from ..errors import ActionNetError
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, sweep_stale
 from ..progress import bar_enabled, progress
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out)
     paths = {"metrics": out / "metrics.json", "confusion_json": out / "confusion.json", "confusion_png": out / "confusion.png"}
     metrics = {k: v for k, v in result.items() if k != "confusion"}
     atomic_write(paths["metrics"], lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
