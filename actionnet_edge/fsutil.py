@@ -45,7 +45,7 @@ FAULT_ENV = "ACTIONNET_EDGE_FAULT"
 def fs_error(e: OSError, path: str | Path | None = None) -> ActionNetError:
     """One line for a file-system error: the path and what the errno means."""
     where = e.filename if e.filename is not None else path
-    what = os.strerror(e.errno) if e.errno else (e.strerror or type(e).__name__)
+    what = os.strerror(e.errno) if e.errno else (e.strerror or str(e) or type(e).__name__)
     other = f" -> {e.filename2}" if getattr(e, "filename2", None) else ""
     return ActionNetError(f"{where}{other}: {what}" if where is not None else what)
 

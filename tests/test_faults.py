@@ -186,3 +186,37 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in raw["state_dict"].values() if v.is_floating_point())
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0] == [r["epoch"] for r in raw["train_state"]["rows"]]
+
+
+@pytest.mark.slow  # three real exports
+def test_cli_export_force_killed_at_publish(tmp_path):
+    """The real `export --force`: SIGTERM before the swap keeps the old folder, SIGKILL right after it
+    leaves the new one; either way the folder is whole (artifact + metadata.json + report.json)."""
+    import json
+
+    from _demo_fixtures import export_test_model, save_test_checkpoint
+
+    ckpt = save_test_checkpoint(tmp_path / "tiny.pt", export_test_model())
+    out = tmp_path / "export"
+    base = [sys.executable, "-m", "actionnet_edge", "-q", "export", "--target", "onnx", "--checkpoint", str(ckpt),
+            "--output", str(out), "--parity-clips", "2"]
+
+    def run(*extra, fault=None):
+        env = dict(ENV, **({fsutil.FAULT_ENV: fault} if fault else {}))
+        return subprocess.run(base + list(extra), env=env, capture_output=True, text=True, timeout=900)
+
+    def state():
+        names = sorted(p.name for p in out.iterdir())
+        assert names == ["metadata.json", "report.json", "tiny_fp32.onnx"], names
+        meta = json.loads((out / "metadata.json").read_text())
+        assert (out / meta["artifact"]).stat().st_size > 10_000
+        return json.loads((out / "report.json").read_text())["parity"]["verified"]
+
+    assert run("--no-verify").returncode == 0 and state() is False
+    p = run("--force", fault="publish.ready:TERM")
+    assert p.returncode == 143 and "Traceback" not in p.stderr
+    assert state() is False and _temps(tmp_path) == []
+    p = run("--force", fault="publish.exchanged:KILL")
+    assert p.returncode == -signal.SIGKILL
+    assert state() is True  # the new export is in place; the old one waits under a temporary name
+    assert run("--force", "--no-verify").returncode == 0 and state() is False and _temps(tmp_path) == []
