@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -69,7 +70,8 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         raise fs_error(e, path) from None
     except RuntimeError as e:
         if "inline_container" in str(e) or "file write failed" in str(e) or "PytorchStreamWriter" in str(e):
-            raise fs_error(OSError(errno.EIO, "write failed (disk full?)", str(path)), path) from None
+            full = shutil.disk_usage(path.parent).free < (1 << 26)  # torch's writer reports no errno
+            raise fs_error(OSError(errno.ENOSPC if full else errno.EIO, "write failed", str(path)), path) from None
         raise
 
 

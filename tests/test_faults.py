@@ -220,3 +220,18 @@ def test_cli_export_force_killed_at_publish(tmp_path):
     assert p.returncode == -signal.SIGKILL
     assert state() is True  # the new export is in place; the old one waits under a temporary name
     assert run("--force", "--no-verify").returncode == 0 and state() is False and _temps(tmp_path) == []
+
+
+def test_full_disk_during_a_checkpoint_write_is_one_line(tmp_path, monkeypatch):
+    from actionnet_edge.checkpoint import atomic_save
+
+    def full(obj, f):
+        Path(f).write_bytes(b"\0" * 10)
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0: "
+                           "PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(ActionNetError) as e:
+        atomic_save({"a": 1}, tmp_path / "last.pt")
+    assert str(e.value) == f"{tmp_path / 'last.pt'}: Input/output error"  # (No space left on device when it is full)
+    assert "\n" not in str(e.value) and list(tmp_path.iterdir()) == []
