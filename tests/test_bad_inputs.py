@@ -7,7 +7,6 @@ output place inside the case's own working folder.
 """
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import re
