@@ -20,9 +20,9 @@ a truncated file. Files from elsewhere are untrusted: every field is validated o
 """
 from __future__ import annotations
 
+import errno
 import hashlib
-import os
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -32,6 +32,7 @@ import torch
 
 from ._version import __version__
 from .errors import ActionNetError
+from .fsutil import atomic_write, fs_error, sweep_stale
 
 FORMAT = "actionnet-edge.checkpoint/1"
 BUNDLED_NAME = "actionnet_mbv2_synth.pt"
@@ -57,16 +58,20 @@ class Checkpoint:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename into place."""
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename into place.
+
+    Temporary files a killed run left are swept first; a write that fails (a full disk shows
+    up as torch's ``RuntimeError`` from its zip writer) is one error naming the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    sweep_stale(path.parent)
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    except OSError as e:
+        raise fs_error(e, path) from None
+    except RuntimeError as e:
+        if "inline_container" in str(e) or "file write failed" in str(e) or "PytorchStreamWriter" in str(e):
+            full = shutil.disk_usage(path.parent).free < (1 << 26)  # torch's writer reports no errno
+            raise fs_error(OSError(errno.ENOSPC if full else errno.EIO, "write failed", str(path)), path) from None
         raise
 
 
@@ -118,9 +123,10 @@ def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
         raise ActionNetError(f"checkpoint not found: {path}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise fs_error(e, path) from None
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ActionNetError(f"{path} is not a readable checkpoint ({first[:200]})") from None
+        raise ActionNetError(f"{path} is not a valid checkpoint ({_load_reason(e)})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ActionNetError(f"{path} is not an actionnet-edge checkpoint (no '{FORMAT}' format tag)")
     problems = []
@@ -137,6 +143,20 @@ def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
     if problems:
         raise ActionNetError(f"{path}: invalid checkpoint: {'; '.join(problems)}")
     return raw
+
+
+def _load_reason(e: Exception) -> str:
+    """Why torch could not load a file, without torch's advice to load it unsafely."""
+    text = str(e)
+    if isinstance(e, EOFError):
+        return "empty or cut short"
+    if "Weights only load failed" in text or "weights_only" in text:
+        return ("not a file of tensors and plain values only; refused, since unpickling anything else "
+                "could run code")
+    if "zip archive" in text or "central directory" in text or "PytorchStreamReader" in text:
+        return "truncated or not a torch file"
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return first[:200]
 
 
 def load_checkpoint(path: str | Path | None = None) -> Checkpoint:

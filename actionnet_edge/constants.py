@@ -10,3 +10,5 @@ PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NCHW", "NHWC")
 #: PT2E quantizers, one per runtime family
 QUANT_BACKENDS = ("xnnpack", "litert", "coreml")
+#: frames per clip T a model, a recipe or an export may take
+MIN_SEGMENTS, MAX_SEGMENTS = 2, 64

@@ -15,6 +15,7 @@ from PIL import Image
 from actionnet_edge.checkpoint import default_preprocess, save_checkpoint
 from actionnet_edge.cli.main import main
 from actionnet_edge.data import BadSample, Sample, build_dataset
+from actionnet_edge.errors import ActionNetError
 from actionnet_edge.models import create_model
 from actionnet_edge.train.evaluate import evaluate, format_report, write_report
 
@@ -86,8 +87,8 @@ def test_views_are_averaged():
 
 
 def test_all_bad_and_report_files(tmp_path):
-    r = evaluate(Oracle(), ListDataset([BadSample("x", "empty frame folder")], LABELS))
-    assert r["num_samples"] == 0 and r["top1"] == 0.0 and r["skipped"] == 1
+    with pytest.raises(ActionNetError, match=r"no usable samples to evaluate: 1 read, all bad \(e.g. x: empty frame folder\)"):
+        evaluate(Oracle(), ListDataset([BadSample("x", "empty frame folder")], LABELS))
     r = evaluate(Oracle(), ListDataset([Sample(clip(p), t, str(i)) for i, (t, p) in enumerate(PAIRS)], LABELS))
     paths = write_report(r, tmp_path / "out")
     metrics = json.loads(paths["metrics"].read_text())

@@ -173,7 +173,7 @@ def test_bad_qat_checkpoints(qat_run, float_ckpt, tmp_path):
         load_qat_checkpoint(bad)
     trunc = tmp_path / "trunc.pt"
     trunc.write_bytes((out / "last.pt").read_bytes()[:1000])
-    with pytest.raises(ActionNetError, match="not a readable checkpoint"):
+    with pytest.raises(ActionNetError, match="not a valid checkpoint"):
         load_qat_checkpoint(trunc)
 
 

@@ -67,7 +67,7 @@ def test_run_writes_checkpoints_and_metrics(uninterrupted):
     assert ck.model.config["num_segments"] == 4 and "train_state" not in ck.raw
     assert res["best_top1"] == max(r["val_top1"] for r in rows)
     assert list((out / "tb").iterdir())
-    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in out.iterdir() if p.name.endswith((".tmp", ".anetmp"))]
 
 
 @pytest.mark.slow  # training

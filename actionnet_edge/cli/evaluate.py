@@ -39,6 +39,10 @@ def command(checkpoint, dataset, data_root, split, clips, crops, batch_size, wor
     from ..errors import ActionNetError
     from ..train.evaluate import evaluate, format_report, write_report
 
+    if out_dir:
+        from ..fsutil import check_writable
+
+        check_writable(out_dir, "--out folder")  # before the evaluation, whose results would be lost
     ckpt = load_checkpoint(checkpoint)
     cfg, pre = ckpt.model.config, ckpt.preprocess
     ds = build_dataset(dataset, data_root, split, segments=int(cfg["num_segments"]), size=int(pre["size"]),

@@ -1,8 +1,9 @@
 """Entry point. Every command is a thin wrapper around a library call.
 
 User errors (:class:`~actionnet_edge.errors.ActionNetError` and click's usage errors) print
-one line on stderr and exit with code 2; nothing else is caught, so a bug still shows its
-traceback.
+one line on stderr and exit with code 2; so does a file-system error (``OSError``: the path and
+the errno's meaning). SIGTERM unwinds like Ctrl-C, so temporary files are removed. Nothing else
+is caught, so a bug still shows its traceback.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import click
 
 from .._version import __version__
 from ..errors import ActionNetError, unknown_name
+from ..fsutil import fs_error, raise_on_sigterm
 
 # command name -> module in this package that defines a click command called `command`
 COMMANDS = {
@@ -52,8 +54,12 @@ class _Group(click.Group):
     def main(self, *args, **kwargs):
         """Run the CLI; every user error (ours or click's) is one line on stderr, exit 2."""
         kwargs["standalone_mode"] = False
+        raise_on_sigterm()
         try:
             rv = super().main(*args, **kwargs)
+        except OSError as e:
+            click.echo(f"Error: {fs_error(e)}", err=True)
+            sys.exit(2)
         except ActionNetError as e:
             click.echo(f"Error: {e}", err=True)
             sys.exit(e.exit_code)

@@ -35,7 +35,8 @@ def command(recipe, data_root, output, resume, overrides, max_steps, as_json):
     if resume:
         r = _resumed(out, recipe, overrides, data_root)
     else:
-        from ..train.config import load_recipe, resolved_recipe
+        from ..train.config import load_recipe
+        from ..train.run_recipe import resolved_recipe
 
         r = resolved_recipe(load_recipe(recipe, overrides), data_root)
         if (out / "last.pt").exists():
@@ -58,7 +59,8 @@ def _resumed(out: Path, recipe: str | None, overrides: tuple[str, ...], data_roo
     """The run's own recipe from ``out/last.pt``, checked against RECIPE/--set, epochs extended by --set."""
     from ..checkpoint import read_checkpoint
     from ..errors import ActionNetError
-    from ..train.config import apply_overrides, load_recipe, parse_recipe, resolved_recipe, resumed_recipe
+    from ..train.config import apply_overrides, load_recipe, parse_recipe
+    from ..train.run_recipe import resolved_recipe, resumed_recipe
 
     last = out / "last.pt"
     if not last.is_file():

@@ -23,6 +23,7 @@ also counted and logged when the index is built.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import random
@@ -148,7 +149,11 @@ class ClipDataset(Dataset):
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise ActionNetError(f"missing {path.name} in {path.parent}")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ActionNetError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class JesterDataset(ClipDataset):
@@ -296,20 +301,23 @@ class CSVDataset(ClipDataset):
     @staticmethod
     def _rows(path: Path) -> list[tuple[str, str, int | None, int | None]]:
         out = []
-        with open(path, newline="", encoding="utf-8") as f:
-            for n, row in enumerate(csv.reader(f), 1):
-                row = [c.strip() for c in row]
-                if not row or not any(row) or (n == 1 and row[0].lower() == "path"):
-                    continue
-                if len(row) not in (2, 4):
-                    raise ActionNetError(f"{path.name} line {n}: expected path,label[,start,end], got {len(row)} fields")
-                try:
-                    start, end = (int(row[2]), int(row[3])) if len(row) == 4 else (None, None)
-                except ValueError:
-                    raise ActionNetError(f"{path.name} line {n}: start and end must be frame numbers") from None
-                if start is not None and not 0 <= start <= end:
-                    raise ActionNetError(f"{path.name} line {n}: need 0 <= start <= end, got {start},{end}")
-                out.append((row[0], row[1], start, end))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ActionNetError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+        for n, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
+            row = [c.strip() for c in row]
+            if not row or not any(row) or (n == 1 and row[0].lower() == "path"):
+                continue
+            if len(row) not in (2, 4):
+                raise ActionNetError(f"{path.name} line {n}: expected path,label[,start,end], got {len(row)} fields")
+            try:
+                start, end = (int(row[2]), int(row[3])) if len(row) == 4 else (None, None)
+            except ValueError:
+                raise ActionNetError(f"{path.name} line {n}: start and end must be frame numbers") from None
+            if start is not None and not 0 <= start <= end:
+                raise ActionNetError(f"{path.name} line {n}: need 0 <= start <= end, got {start},{end}")
+            out.append((row[0], row[1], start, end))
         if not out:
             raise ActionNetError(f"{path} lists no samples")
         return out

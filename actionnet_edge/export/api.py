@@ -6,15 +6,17 @@ and folder handling.
 
 Everything is written into a temporary folder next to the output and moved into place only
 when parity passes (or verification was switched off, which is logged loudly), so a failed
-export leaves nothing behind.
+export leaves nothing behind. The move is :func:`~actionnet_edge.fsutil.publish_dir`: with
+``force`` an atomic swap with the old folder, without it a rename that refuses to replace a
+folder another export published meanwhile; stale temporary folders of killed runs are swept.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import math
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,9 @@ import numpy as np
 import torch
 
 from ..checkpoint import Checkpoint, bundled_checkpoint, load_checkpoint, read_checkpoint
+from ..constants import MAX_SEGMENTS, MIN_SEGMENTS
 from ..errors import ActionNetError, unknown_name
+from ..fsutil import check_writable, fault_point, publish_dir, sweep_stale, temp_dir_for
 from .base import LAYOUTS, RuntimeUnavailable
 from ..models import check_input_size
 from ..models.edge import to_edge
@@ -159,12 +163,15 @@ def export_model(
     t_start = time.perf_counter()
     exporter = get_exporter(target)
     parity_clips = parity_clips if parity_clips is not None else (DEFAULT_PARITY_CLIPS if streaming else 32)
+    th = thresholds or Thresholds()
     _check_request(exporter, precision, layout, streaming, parity_clips, calib_clips, data_root, dataset)
+    _check_numbers(segments, th)
     out = Path(output) if output is not None else default_output(checkpoint, target, precision, streaming)
     if out.exists() and not force:
         raise ActionNetError(f"output {out} already exists; pass --force to replace it")
+    check_writable(out, "output folder")
+    sweep_stale(out.parent)
     exporter.check_available()
-    th = thresholds or Thresholds()
     src = _stream_source(checkpoint, segments, exporter) if streaming else _load_source(checkpoint, segments)
     s = _input_size(size, src, precision)
     example, io = _example(src, s, streaming)
@@ -172,7 +179,7 @@ def export_model(
            else _Artifact(src.edge, src.reference, "float"))
     meta, section = _metadata(exporter, src, precision, layout, s, art.quant_info, streaming)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = temp_dir_for(out)
     try:
         artifact = tmp / meta["artifact"]
         info, convert_s = _convert(exporter, src, art, example, precision, artifact, layout, meta, io, s, options)
@@ -184,7 +191,7 @@ def export_model(
                                         src.reference if streaming else None,
                                         sample_clips(2 * VECTOR_CLIPS, src.t, s, src.mean, src.std, seed=3)[0])
         report = _report(meta, src, art, artifact, info, parity, th, section, convert_s, t_start, layout)
-        _publish(tmp, out, meta, report)
+        _publish(tmp, out, meta, report, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -313,13 +320,29 @@ def _report(meta: dict, src: _Source, art: _Artifact, artifact: Path, info: dict
     return report
 
 
-def _publish(tmp: Path, out: Path, meta: dict, report: dict) -> None:
-    """Write the two JSON documents and move the finished folder into place (replacing an old one)."""
+def _publish(tmp: Path, out: Path, meta: dict, report: dict, force: bool) -> None:
+    """Write the two JSON documents, fsync the folder's files and move it into place (see the module docstring)."""
     (tmp / "metadata.json").write_text(json.dumps(meta, indent=2))
+    fault_point("publish.metadata")
     (tmp / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
-    if out.exists():  # --force
-        shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
-    os.replace(tmp, out)
+    for p in tmp.iterdir():
+        if p.is_file():
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
+    fault_point("publish.ready")
+    publish_dir(tmp, out, force)
+    fault_point("publish.done")
+
+
+def _check_numbers(segments: int | None, th: Thresholds) -> None:
+    """T and the parity thresholds: finite and in range, the limits in the error."""
+    if segments is not None and not MIN_SEGMENTS <= int(segments) <= MAX_SEGMENTS:
+        raise ActionNetError(f"--segments must be in {MIN_SEGMENTS}..{MAX_SEGMENTS}, got {segments}")
+    for name, value in th.to_dict().items():
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ActionNetError(f"parity threshold {name} must be a finite number, got {value}")
+        if name != "min_sqnr_db" and not 0 <= value <= 1:
+            raise ActionNetError(f"parity threshold {name} must be in 0..1, got {value}")
 
 
 def _parity(exporter, artifact: Path, layout: str, precision: str, model, quant_model, t: int, s: int, mean, std,

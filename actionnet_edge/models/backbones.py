@@ -23,12 +23,16 @@ from .layouts import tonylins_to_torchvision
 #: smallest input side (pixels) every backbone, export and runtime takes: the backbones
 #: downsample by 32, so a smaller frame leaves no spatial position in the last stage.
 MIN_INPUT_SIZE = 32
+#: largest input side (pixels) accepted: far above any mobile model, below sizes whose buffers cannot be allocated
+MAX_INPUT_SIZE = 1024
 
 
 def check_input_size(size: int, what: str = "size") -> int:
     """``size`` if it is a usable input side, else one :class:`ActionNetError` naming ``what``."""
     if isinstance(size, bool) or not isinstance(size, int) or size < MIN_INPUT_SIZE:
         raise ActionNetError(f"{what} must be an integer of at least {MIN_INPUT_SIZE} px, got {size}")
+    if size > MAX_INPUT_SIZE:
+        raise ActionNetError(f"{what} must be at most {MAX_INPUT_SIZE} px, got {size}")
     return size
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,15 +21,21 @@ from typing import Any, Iterable
 
 import yaml
 
+from ..constants import MAX_SEGMENTS, MIN_SEGMENTS
 from ..errors import ActionNetError
 from .schedule import SCHEDULES
 
 __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "QATConfig", "Recipe", "load_recipe", "parse_recipe",
-           "apply_overrides", "QAT_BACKENDS", "recipe_differences", "resumed_recipe", "resolved_recipe", "check_same_run"]
+           "apply_overrides", "QAT_BACKENDS"]
 
 #: backends a ``qat`` section may name (the QAT code maps each to a PT2E quantizer).
 QAT_BACKENDS = ("xnnpack", "coreml", "litert")
 OPTIMIZERS = ("sgd", "adamw")
+#: upper limits of recipe numbers: far above any real run, below values that only overflow or exhaust memory
+LIMITS = {"train.epochs": 10_000, "train.batch_size": 4096, "train.lr": 10.0, "train.lr_gamma": 1.0,
+          "train.momentum": 1.0, "train.weight_decay": 1.0, "train.clip_grad": 1e6, "train.log_every": 10**6,
+          "model.width_mult": 4.0, "data.workers": 256, "data.num_train": 10**8, "data.num_val": 10**8,
+          "qat.epochs": 10_000, "qat.lr": 10.0, "qat.batch_size": 4096, "qat.calib_batches": 10**5, "train.seed": 2**32 - 1}
 
 
 @dataclass
@@ -148,6 +154,8 @@ def _coerce(value: Any, tp: Any, where: str, errors: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append(f"{where}: expected a number, got {value!r}")
             return value
+        if not math.isfinite(value):
+            errors.append(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -167,9 +175,14 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
             errors.append(f"{where}: unknown '{value}', valid: {', '.join(valid)}{_suggest(value, valid)}")
 
     def positive(where: str, value: Any, allow_zero: bool = False) -> None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            top = LIMITS.get(where)
+            top = f"{top:g}" if isinstance(top, float) else top
             if value < 0 or (value == 0 and not allow_zero):
-                errors.append(f"{where}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+                errors.append(f"{where}: must be {'>= 0' if allow_zero else '> 0'}"
+                              f"{f' and <= {top}' if top is not None else ''}, got {value}")
+            elif top is not None and value > LIMITS[where]:
+                errors.append(f"{where}: must be <= {top}, got {value}")
 
     name("model.arch", r.model.arch, list_models())
     name("model.temporal", r.model.temporal, list_temporal())
@@ -181,8 +194,8 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
     positive("model.width_mult", r.model.width_mult)
     if r.model.pretrained is not None and isinstance(r.model.pretrained, str) and not Path(r.model.pretrained).expanduser().is_file():
         errors.append(f"model.pretrained: file not found: {r.model.pretrained}")
-    if isinstance(r.data.segments, int) and r.data.segments < 2:
-        errors.append(f"data.segments: must be >= 2, got {r.data.segments}")
+    if isinstance(r.data.segments, int) and not MIN_SEGMENTS <= r.data.segments <= MAX_SEGMENTS:
+        errors.append(f"data.segments: must be >= {MIN_SEGMENTS} and <= {MAX_SEGMENTS}, got {r.data.segments}")
     try:
         check_input_size(r.data.size, "data.size")
     except ActionNetError as e:
@@ -204,6 +217,7 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
         positive(f"train.{key}", getattr(t, key))
     for key in ("momentum", "weight_decay"):
         positive(f"train.{key}", getattr(t, key), allow_zero=True)
+    positive("train.seed", t.seed, allow_zero=True)
     if t.clip_grad is not None:
         positive("train.clip_grad", t.clip_grad)
     _check_steps("train.lr_steps", t.lr_steps, t.epochs, errors)
@@ -305,6 +319,8 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
         raise ActionNetError(f"recipe not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ActionNetError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -314,71 +330,3 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     if not isinstance(raw, dict):
         raise ActionNetError(f"{path}: a recipe must be a mapping with sections {', '.join(SECTIONS)}")
     return parse_recipe(apply_overrides(raw, overrides), source=str(path))
-
-
-#: keys a resumed run does not compare: its length (extended only on purpose, see resumed_recipe)
-#: and where its data is (a folder may move between machines)
-_RESUME_FREE = ("train.epochs", "data.root")
-
-
-def _flat(recipe: Recipe) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s, section in recipe.to_dict().items() for k, v in section.items()}
-
-
-def recipe_differences(run: Recipe, given: Recipe) -> list[str]:
-    """``key: <run's value> in the run, <given> given`` for each key (but epochs and data root) that differs."""
-    a, b = _flat(run), _flat(given)
-    return [f"{k}: {a.get(k)!r} in the run, {b.get(k)!r} given" for k in sorted(set(a) | set(b))
-            if k not in _RESUME_FREE and a.get(k) != b.get(k)]
-
-
-def resumed_recipe(stored: Any, where: str, given: Recipe | None = None, epochs: int | None = None) -> Recipe:
-    """The recipe of the run being resumed: the one stored in its checkpoint (``where``).
-
-    ``given`` (a recipe file with ``--set`` applied), when passed, must agree with it; ``epochs``
-    (an explicit ``--set train.epochs``) is the one change allowed, and only upwards: it extends
-    the run, its schedule (fractions of the run) stretched to the new length.
-    """
-    if not isinstance(stored, dict):
-        raise ActionNetError(f"{where} stores no recipe to resume with; start a new run with another --output")
-    run = parse_recipe(stored, source=f"{where} (the run's recipe)")
-    if given is not None:
-        diffs = recipe_differences(run, given)
-        if epochs is None and given.train.epochs != run.train.epochs:
-            diffs.insert(0, f"train.epochs: {run.train.epochs} in the run, {given.train.epochs} given")
-        if diffs:
-            raise ActionNetError(
-                f"--resume continues the run of {where} with its own recipe, but the recipe given differs "
-                f"({'; '.join(diffs)}): resume without RECIPE and --set, or start a new run with another --output")
-    if epochs is not None and epochs != run.train.epochs:
-        if epochs < run.train.epochs:
-            raise ActionNetError(f"--set train.epochs={epochs}: a resumed run can only be extended beyond its "
-                                 f"{run.train.epochs} epochs")
-        run = dataclasses.replace(run, train=dataclasses.replace(run.train, epochs=epochs))
-    return run
-
-
-def resolved_recipe(recipe: Recipe, data_root: str | Path | None = None) -> Recipe:
-    """``recipe`` as it runs: ``data.root`` from ``data_root`` if given (an absolute path), and
-    ``data.dataset`` the reader that folder gets (``synthetic`` with a root is a set that
-    ``data synth --out`` wrote in the Jester layout, read as ``jester``)."""
-    d = recipe.data
-    root = data_root if data_root is not None else d.root
-    root = os.path.abspath(os.path.expanduser(str(root))) if root is not None else None
-    dataset = "jester" if d.dataset == "synthetic" and root is not None else d.dataset
-    return dataclasses.replace(recipe, data=dataclasses.replace(d, dataset=dataset, root=root))
-
-
-def check_same_run(recipe: Recipe, stored: Any, where: str) -> None:
-    """Resuming the run of checkpoint ``where`` (recipe ``stored``) with ``recipe``: an error naming
-    every difference, but a longer ``train.epochs``. A checkpoint without a recipe is not checked."""
-    if not isinstance(stored, dict):
-        return
-    before = parse_recipe(stored, source=f"{where} (the run's recipe)")
-    diffs = recipe_differences(before, recipe)
-    if recipe.train.epochs < before.train.epochs:
-        diffs.insert(0, f"train.epochs: {before.train.epochs} in the run, {recipe.train.epochs} given (only "
-                        "extending is allowed)")
-    if diffs:
-        raise ActionNetError(f"resuming {where} with another recipe ({'; '.join(diffs)}): resume with the run's "
-                             "own recipe, or start a new run in another folder")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,6 +18,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import collate
+from ..errors import ActionNetError
+from ..fsutil import atomic_write, sweep_stale
 from ..progress import bar_enabled, progress
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,9 @@ def evaluate(model: torch.nn.Module, data: Dataset | DataLoader, *, labels: Sequ
     tally.reduce_ranks()
     for name, reason in tally.bad:
         log.warning("skipped %s: %s", name, reason)
+    if tally.seen == 0:
+        first = f" (e.g. {tally.bad[0][0]}: {tally.bad[0][1]})" if tally.bad else ""
+        raise ActionNetError(f"no usable samples to evaluate: {len(tally.bad)} read, all bad{first}")
     return tally.summary(labels, time.perf_counter() - t0)
 
 
@@ -160,17 +163,6 @@ class _Tally:
         }
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write ``metrics.json``, ``confusion.json`` and ``confusion.png`` into ``out_dir`` (atomically)."""
     import matplotlib
@@ -180,10 +172,11 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out)
     paths = {"metrics": out / "metrics.json", "confusion_json": out / "confusion.json", "confusion_png": out / "confusion.png"}
     metrics = {k: v for k, v in result.items() if k != "confusion"}
-    _atomic_write(paths["metrics"], lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
-    _atomic_write(paths["confusion_json"], lambda p: Path(p).write_text(
+    atomic_write(paths["metrics"], lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
+    atomic_write(paths["confusion_json"], lambda p: Path(p).write_text(
         json.dumps({"labels": result["labels"], "rows": "true class", "columns": "predicted class",
                     "matrix": result["confusion"]}) + "\n"))
 
@@ -207,7 +200,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     ax.set_ylabel("true")
     ax.set_title(f"top-1 {result['top1']:.1%}, top-5 {result['top5']:.1%} ({result['num_samples']} clips)")
     fig.tight_layout()
-    _atomic_write(paths["confusion_png"], lambda p: fig.savefig(p, dpi=100, format="png"))
+    atomic_write(paths["confusion_png"], lambda p: fig.savefig(p, dpi=100, format="png"))
     plt.close(fig)
     return paths
 

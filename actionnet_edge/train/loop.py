@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +32,15 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..checkpoint import default_preprocess, read_checkpoint, save_checkpoint
+from ..checkpoint import default_preprocess, save_checkpoint
 from ..errors import ActionNetError
+from ..fsutil import atomic_write_text, check_writable
 from ..progress import bar_enabled, progress
 from .builders import (_collate, _default_train_mode, _norm, _seed_worker, _tensorboard, build_datasets, build_model,
                        evaluate_model)
-from .config import Recipe, check_same_run, resolved_recipe
+from .config import Recipe
+from .run_recipe import resolved_recipe
+from .resume import restore
 from .schedule import lr_factor
 
 log = logging.getLogger(__name__)
@@ -104,7 +108,7 @@ def fit(recipe: Recipe, output: str | Path, *, data_root: str | Path | None = No
 
     Args:
         recipe: a validated :class:`~actionnet_edge.train.config.Recipe` (on resume, the run's own:
-            see :func:`~actionnet_edge.train.config.resumed_recipe`).
+            see :func:`~actionnet_edge.train.run_recipe.resumed_recipe`).
         output: run folder (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``recipe.yaml``, ``tb/``).
         data_root: overrides ``recipe.data.root``.
         resume: continue from ``output/last.pt``.
@@ -115,12 +119,13 @@ def fit(recipe: Recipe, output: str | Path, *, data_root: str | Path | None = No
     Returns:
         ``{"epoch", "best_top1", "val": {...}, "train_loss", "losses": [...], "output", "epochs_trained"}``.
     """
+    check_writable(output, "output folder")
     run = _setup_process(resolved_recipe(recipe, data_root), Path(output), hooks or Hooks(), device, max_steps)
     _setup_data(run, model, train_set, val_set)
     _setup_model(run, model)
     _setup_optimizer(run)
     if resume:
-        _restore(run)
+        restore(run)
     result: dict[str, Any] = {"output": str(run.out), "best_top1": run.best, "epoch": run.start_epoch - 1,
                               "losses": run.history, "epochs_trained": 0}
     if run.rows:
@@ -129,17 +134,25 @@ def fit(recipe: Recipe, output: str | Path, *, data_root: str | Path | None = No
         log.info("nothing to train: %s has finished its %d epochs (pass --set train.epochs=N to extend it)",
                  run.out, run.recipe.train.epochs)
         return result
+    new_folder = not run.out.exists()
     _start_outputs(run)
     val_loader = _val_loader(run)
     writer = _tensorboard(run.out / "tb") if run.rank == 0 else None
-    for epoch in range(run.start_epoch, run.recipe.train.epochs):
-        if run.out_of_steps():
-            break
-        row = _train_epoch(run, epoch)
-        val = evaluate_model(run.model, val_loader, run.dev, run.hooks.set_train_mode)  # unwrapped: shards differ
-        _end_epoch(run, epoch, row, val, writer)
-        result.update(epoch=epoch, best_top1=run.best, val=val, train_loss=row["train_loss"],
-                      epochs_trained=result["epochs_trained"] + 1)
+    try:
+        for epoch in range(run.start_epoch, run.recipe.train.epochs):
+            if run.out_of_steps():
+                break
+            row = _train_epoch(run, epoch)
+            val = evaluate_model(run.model, val_loader, run.dev, run.hooks.set_train_mode)  # unwrapped: shards differ
+            _end_epoch(run, epoch, row, val, writer)
+            result.update(epoch=epoch, best_top1=run.best, val=val, train_loss=row["train_loss"],
+                          epochs_trained=result["epochs_trained"] + 1)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        if new_folder and run.rank == 0 and not (run.out / "last.pt").exists():
+            shutil.rmtree(run.out, ignore_errors=True)  # a run that failed before its first checkpoint leaves nothing
+        raise
     if writer is not None:
         writer.close()
     return result
@@ -210,38 +223,14 @@ def _setup_optimizer(run: _Run) -> None:
     run.scaler = torch.amp.GradScaler("cuda", enabled=run.use_amp)
 
 
-def _restore(run: _Run) -> None:
-    """Continue ``last.pt``: weights, optimizer, epoch, best, losses and metrics rows, after checking
-    that the recipe is the run's own (but a longer ``train.epochs``)."""
-    last = run.out / "last.pt"
-    if not last.is_file():
-        raise ActionNetError(f"nothing to resume: {last} does not exist")
-    raw = read_checkpoint(last)
-    state = raw.get("train_state")
-    if not isinstance(state, dict):
-        raise ActionNetError(f"{last} has no training state to resume from")
-    check_same_run(run.recipe, raw.get("recipe"), str(last))
-    run.hooks.load_state(run.model, raw["state_dict"])
-    run.opt.load_state_dict(state["optimizer"])
-    if run.use_amp and state.get("scaler"):
-        run.scaler.load_state_dict(state["scaler"])
-    run.start_epoch, run.best = int(state["epoch"]) + 1, float(state.get("best_top1", -1.0))
-    run.history = list(state.get("losses", []))
-    rows = state.get("rows")
-    if rows is None:  # a checkpoint without its rows: the file's, one per epoch it covers
-        rows = list({r["epoch"]: r for r in _read_rows(run.out / "metrics.jsonl")}.values())
-    run.rows = [r for r in rows if r.get("epoch", -1) < run.start_epoch]
-    log.info("resuming from %s at epoch %d (best top-1 so far %.4f)", last, run.start_epoch + 1, run.best)
-
-
 def _start_outputs(run: _Run) -> None:
     """The run folder, its ``recipe.yaml`` (the recipe that runs) and ``metrics.jsonl`` (the rows of
     the epochs in ``last.pt``: a row written after a checkpoint that a kill lost is dropped)."""
     if run.rank != 0:
         return
     run.out.mkdir(parents=True, exist_ok=True)
-    _write_text(run.out / "recipe.yaml", yaml.safe_dump(run.recipe.to_dict(), sort_keys=False))
-    _write_text(run.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in run.rows))
+    atomic_write_text(run.out / "recipe.yaml", yaml.safe_dump(run.recipe.to_dict(), sort_keys=False))
+    atomic_write_text(run.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in run.rows))
     t = run.recipe.train
     log.info("training %s on %d clips (%d classes), %d epochs from %d, batch %d x %d processes, %s",
              type(run.model).__name__, len(run.train_set), len(run.labels), t.epochs, run.start_epoch + 1,
@@ -291,6 +280,9 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, Any]:
             bar.update(n)
             if run.rank == 0 and not show and (run.done_steps % t.log_every == 0 or step == run.steps_per_epoch - 1):
                 _log_step(run, epoch, step, loss_sum / seen, correct / seen, seen, start)
+    if seen == 0 and not run.out_of_steps():
+        raise ActionNetError(f"no usable training samples in epoch {epoch + 1}: all {bad} read were bad "
+                             "(see the warnings above); nothing was trained")
     return {"epoch": epoch, "lr": lr, "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
             "bad_train": bad, "seconds": round(time.time() - start, 1),
             "clips_per_s": round(seen * run.world / max(time.time() - start, 1e-6), 3)}
@@ -305,7 +297,8 @@ def _train_step(run: _Run, batch: dict[str, Any], index: int, where: str) -> tup
         logits = run.net(x)
         loss = F.cross_entropy(logits.float(), y)
     if not torch.isfinite(loss):
-        raise ActionNetError(f"loss became {loss.item()} at {where}: lower train.lr (or add train.warmup)")
+        raise ActionNetError(f"loss became {loss.item()} at {where}: lower train.lr (or add train.warmup); "
+                             f"the last good checkpoint is kept in {run.out}")
     run.opt.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     if run.recipe.train.clip_grad:
@@ -336,7 +329,12 @@ def _log_step(run: _Run, epoch: int, step: int, loss: float, acc: float, seen: i
 
 
 def _end_epoch(run: _Run, epoch: int, row: dict[str, Any], val: dict[str, float], writer) -> None:
-    """Checkpoints first, then the metrics row (so the rows never run ahead of ``last.pt``)."""
+    """Checkpoints first, then the metrics row (so the rows never run ahead of ``last.pt``);
+    weights that are no longer finite stop the run before they overwrite the last good checkpoint."""
+    bad = [n for n, p in run.model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise ActionNetError(f"{len(bad)} weight tensor(s) became non-finite in epoch {epoch + 1} (e.g. {bad[0]}): "
+                             f"lower train.lr (or add train.warmup); the last good checkpoint is kept in {run.out}")
     improved = val["top1"] > run.best
     run.best = max(run.best, val["top1"])
     row.update(val_top1=val["top1"], val_top5=val["top5"], val_loss=val["loss"], bad_val=val["bad"])
@@ -378,19 +376,6 @@ def _save(run: _Run, path: Path, extra: dict[str, Any]) -> None:
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
             "python": repr(random.getstate())}
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write atomically (a temporary name, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _hms(seconds: float) -> str:
