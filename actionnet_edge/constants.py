@@ -10,3 +10,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NCHW", "NHWC")
 #: PT2E quantizers, one per runtime family
 QUANT_BACKENDS = ("xnnpack", "litert", "coreml")
+
+#: export targets, in display order (each has a module of that name in actionnet_edge.export)
+EXPORT_TARGETS = ("executorch", "tflite", "coreml", "onnx")

@@ -4,12 +4,12 @@ from __future__ import annotations
 import click
 
 
-@click.group("data")
+@click.group("data", epilog="Example: actionnet-edge data synth --out data/synth --train 200 --val 40")
 def command() -> None:
     """Dataset utilities."""
 
 
-@command.command("synth")
+@command.command("synth", epilog="Example: actionnet-edge data synth --out data/synth --train 200 --val 40")
 @click.option("--out", required=True, metavar="DIR", help="Output folder (must not exist or be empty).")
 @click.option("--train", "n_train", default=2000, show_default=True, type=click.IntRange(min=1), help="Training clips.")
 @click.option("--val", "n_val", default=400, show_default=True, type=click.IntRange(min=1), help="Validation clips.")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import ActionNetError, unknown_name
 from .backbones import BACKBONES, Backbone
-from .temporal import TEMPORAL_MODULES, TemporalWrapper
+from .temporal import TEMPORAL_ALIASES, TEMPORAL_MODULES, TemporalWrapper
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class ActionNet(nn.Module):
         super().__init__()
         if arch not in BACKBONES:
             raise unknown_name("arch", arch, BACKBONES)
+        temporal = TEMPORAL_ALIASES.get(temporal, temporal)
         if temporal not in TEMPORAL_MODULES:
             raise unknown_name("temporal module", temporal, TEMPORAL_MODULES)
         if consensus not in CONSENSUS:

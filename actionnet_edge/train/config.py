@@ -170,7 +170,7 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
                 errors.append(f"{where}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
     name("model.arch", r.model.arch, list_models())
-    name("model.temporal", r.model.temporal, list_temporal())
+    name("model.temporal", r.model.temporal, list_temporal(aliases=True))
     name("model.consensus", r.model.consensus, list(CONSENSUS))
     name("data.dataset", r.data.dataset, list_datasets())
     if isinstance(r.model.dropout, float) and not 0 <= r.model.dropout < 1:
