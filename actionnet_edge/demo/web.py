@@ -35,8 +35,10 @@ ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-th
 
 
 def web_root() -> Path:
-    """The ``web_demo/`` folder of the source checkout."""
-    root = Path(__file__).resolve().parents[2] / "web_demo"
+    """The ``web_demo/`` folder: the installed package's copy, else the source checkout's."""
+    here = Path(__file__).resolve()
+    installed, checkout = here.parents[1] / "web_demo", here.parents[2] / "web_demo"
+    root = installed if (installed / "index.html").is_file() else checkout
     if not (root / "index.html").is_file():
         raise ActionNetError(f"the browser demo files are not at {root}; run from a source checkout of actionnet-edge")
     return root
