@@ -47,7 +47,7 @@ class ActionNet(nn.Module):
             raise unknown_name("arch", arch, BACKBONES)
         temporal = TEMPORAL_ALIASES.get(temporal, temporal)
         if temporal not in TEMPORAL_MODULES:
-            raise unknown_name("temporal module", temporal, TEMPORAL_MODULES)
+            raise unknown_name("temporal module", temporal, [*TEMPORAL_MODULES, *TEMPORAL_ALIASES])
         if consensus not in CONSENSUS:
             raise unknown_name("consensus", consensus, CONSENSUS)
         if int(num_segments) < 2:
