@@ -12,3 +12,6 @@ LAYOUTS = ("NCHW", "NHWC")
 QUANT_BACKENDS = ("xnnpack", "litert", "coreml")
 #: frames per clip T a model, a recipe or an export may take
 MIN_SEGMENTS, MAX_SEGMENTS = 2, 64
+
+#: export targets, in display order (each has a module of that name in actionnet_edge.export)
+EXPORT_TARGETS = ("executorch", "tflite", "coreml", "onnx")

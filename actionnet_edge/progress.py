@@ -8,32 +8,35 @@ which carry the same rate and ETA) and off with ``-q`` (the CLI then logs at WAR
 from __future__ import annotations
 
 import logging
-import sys
 from contextlib import contextmanager
 from typing import Iterator
 
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
+
+from .logs import console
 
 __all__ = ["progress", "bar_enabled"]
 
 
 def bar_enabled() -> bool:
     """Whether :func:`progress` draws a bar here (stderr is a terminal, INFO lines are on)."""
-    return sys.stderr.isatty() and logging.getLogger("actionnet_edge").isEnabledFor(logging.INFO)
+    return _isatty(console()) and logging.getLogger("actionnet_edge").isEnabledFor(logging.INFO)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 @contextmanager
 def progress(total: int | None, desc: str, unit: str = "clip") -> Iterator[tqdm]:
     """A bar counting ``unit`` up to ``total``: call ``bar.update(n)``; log lines print above it."""
     enabled = bar_enabled()
-    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not enabled, leave=False,
+    bar = tqdm(total=total, desc=desc, unit=unit, file=console(), disable=not enabled, leave=False,
                dynamic_ncols=True)
     try:
-        if enabled:
-            with logging_redirect_tqdm():
-                yield bar
-        else:
-            yield bar
+        yield bar
     finally:
         bar.close()

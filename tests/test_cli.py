@@ -55,7 +55,7 @@ def test_profile_compare_table_and_json():
 
 @pytest.mark.parametrize("args,needles", [
     (("profile", "--arch", "mobilenetv2"), ("unknown arch", "Did you mean 'mobilenet_v2'")),
-    (("profile", "--temporal", "tsm"), ("unknown temporal module",)),
+    (("profile", "--temporal", "tsx"), ("unknown temporal module",)),
     (("profile", "--segments", "1"), ("at least 2",)),
     (("profil",), ("unknown command", "Did you mean 'profile'")),
     (("profile", "--size", "big"), ("--size",)),

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import ActionNetError, unknown_name
+from ..logs import LOG_NAME, capture, console
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def _runtimes() -> list[str]:
     return list_runtimes()
 
 
-@click.command("bench")
+@click.command("bench", epilog="Examples: actionnet-edge bench --runtimes pytorch,onnxruntime --precision fp32 --out out/bench\n\n"
+               "actionnet-edge bench --artifact exports/model.onnx")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint to rebuild TSN/TSM/ACTION from (default: the bundled model, else fresh weights).")
 @click.option("--artifact", "artifacts", multiple=True, type=click.Path(path_type=Path),
@@ -154,11 +156,13 @@ def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segm
 
         if arch not in list_models():
             raise unknown_name("arch", arch, list_models())
-    report = run_bench(checkpoint, list(artifacts), opts, out=None if dry_run else out, work=work,
-                       command="actionnet-edge bench " + shlex.join(sys.argv[2:]) if len(sys.argv) > 1 else None,
-                       echo=click.echo)
+    cmd = "actionnet-edge bench " + shlex.join(sys.argv[2:]) if len(sys.argv) > 1 else None
     if dry_run:
+        run_bench(checkpoint, list(artifacts), opts, out=None, work=work, command=cmd, echo=click.echo)
         return
+    with capture(out / LOG_NAME):  # the runtimes' and converters' own output
+        report = run_bench(checkpoint, list(artifacts), opts, out=out, work=work, command=cmd,
+                           echo=lambda line: click.echo(line, file=console()))
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return

@@ -7,12 +7,12 @@ import click
 _KINDS = {"shapes": (2000, 400, "74x74"), "hands": (192, 48, "100x132")}
 
 
-@click.group("data")
+@click.group("data", epilog="Example: actionnet-edge data synth --out data/synth --train 200 --val 40")
 def command() -> None:
     """Dataset utilities."""
 
 
-@command.command("synth")
+@command.command("synth", epilog="Example: actionnet-edge data synth --out data/synth --train 200 --val 40")
 @click.option("--out", required=True, metavar="DIR", help="Output folder (must not exist or be empty).")
 @click.option("--kind", type=click.Choice(list(_KINDS)), default="shapes", show_default=True,
               help="shapes: 8 classes of moving shapes, fixed-length clips. hands: a Jester-like set of 6 hand "

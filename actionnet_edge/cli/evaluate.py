@@ -6,16 +6,15 @@ import logging
 
 import click
 
-from ..data import list_datasets
-from .options import choice
+from .options import choice, dataset_names
 
 log = logging.getLogger(__name__)
 
 
-@click.command("evaluate")
+@click.command("evaluate", epilog="Example: actionnet-edge evaluate --checkpoint runs/synthetic/best.pt --dataset synthetic")
 @click.option("--checkpoint", "checkpoint", default=None, metavar="CKPT",
               help="Checkpoint to evaluate [default: the bundled model].")
-@click.option("--dataset", default="synthetic", show_default=True, callback=choice(list_datasets, "dataset"),
+@click.option("--dataset", default="synthetic", show_default=True, callback=choice(dataset_names, "dataset"),
               help="jester, egogesture, ssv2, csv or synthetic.")
 @click.option("--data-root", default=None, metavar="DIR",
               help="Dataset folder in its official layout [default for synthetic: generated in memory].")

@@ -2,24 +2,24 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from ..export import LAYOUTS, PRECISIONS, list_targets
-from ..export.parity import Thresholds
-from .options import choice
+from ..constants import EXPORT_TARGETS, LAYOUTS, PRECISIONS
+from ..logs import LOG_NAME, capture
+from .options import choice, target_names
 
 
-def _targets():
-    return list_targets()
 
-
-@click.command("export")
-@click.option("--target", required=True, callback=choice(_targets, "export target"),
-              help="executorch, tflite, coreml or onnx (those installed).")
+@click.command("export", epilog="Examples: actionnet-edge export --target onnx\n\n"
+               "actionnet-edge export --target tflite --precision int8 --checkpoint runs/qat/last.pt")
+@click.option("--target", required=True, callback=choice(target_names, "export target"),
+              help=f"{', '.join(EXPORT_TARGETS)} (those installed).")
 @click.option("--checkpoint", "checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Float or QAT checkpoint [default: the bundled model].")
-@click.option("--precision", default="fp32", show_default=True, callback=choice(lambda: PRECISIONS, "precision"))
+@click.option("--precision", default="fp32", show_default=True, callback=choice(lambda: PRECISIONS, "precision"),
+              help=f"{', '.join(PRECISIONS)}.")
 @click.option("--output", type=click.Path(), default=None,
               help="Folder to create [default: exports/<checkpoint>-<target>-<precision>].")
 @click.option("--segments", type=click.IntRange(min=2), default=None,
@@ -40,27 +40,39 @@ def _targets():
                    "logits + frame_logits + new state out; names and shapes in metadata.json 'streaming'.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check (the report says nothing was checked).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
-@click.option("--min-cosine", default=Thresholds.min_cosine, show_default=True, type=float, help="fp32 cosine vs float.")
-@click.option("--min-cosine-fp16", default=Thresholds.min_cosine_fp16, show_default=True, type=float)
-@click.option("--min-top1", default=Thresholds.min_top1, show_default=True, type=float,
+@click.option("--min-cosine", default=None, type=float, help="fp32 cosine vs float.")
+@click.option("--min-cosine-fp16", default=None, type=float, help="fp16 cosine vs float.")
+@click.option("--min-top1", default=None, type=float,
               help="fp32/fp16 top-1 agreement with float (0..1).")
-@click.option("--min-sqnr", default=Thresholds.min_sqnr_db, show_default=True, type=float,
+@click.option("--min-sqnr", default=None, type=float,
               help="int8 SQNR vs float (a QAT checkpoint: vs its fake-quantized model), dB.")
-@click.option("--min-top1-int8", default=Thresholds.min_top1_int8, show_default=True, type=float,
+@click.option("--min-top1-int8", default=None, type=float,
               help="int8 top-1 agreement with float (QAT: its fake-quantized model) (0..1).")
 @click.option("--converter", default=None, help="Exporter-specific converter (tflite: litert-torch or onnx2tf).")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def command(target, checkpoint, precision, output, segments, size, layout, data_root, dataset, calib_clips,
             parity_clips, streaming, no_verify, force, min_cosine, min_cosine_fp16, min_top1, min_sqnr, min_top1_int8,
             converter, as_json):
-    """Export a checkpoint to TARGET and check numeric parity in the target's own runtime."""
-    from ..export.api import export_model
+    """Export a checkpoint to TARGET and check numeric parity in the target's own runtime.
 
-    th = Thresholds(min_cosine, min_cosine_fp16, min_top1, min_sqnr, min_top1_int8)
+    Thresholds left out take the defaults written in report.json. The converter's and runtime's
+    own output goes to OUTPUT/actionnet-edge.log."""
+    from ..export.api import default_output, export_model
+    from ..export.parity import Thresholds
+
+    given = {"min_cosine": min_cosine, "min_cosine_fp16": min_cosine_fp16, "min_top1": min_top1,
+             "min_sqnr_db": min_sqnr, "min_top1_int8": min_top1_int8}
+    th = Thresholds(**{k: v for k, v in given.items() if v is not None})
     options = {"converter": converter} if converter else {}
-    res = export_model(checkpoint, target, output, precision=precision, segments=segments, size=size, layout=layout,
-                       data_root=data_root, dataset=dataset, calib_clips=calib_clips, parity_clips=parity_clips,
-                       verify=not no_verify, force=force, thresholds=th, streaming=streaming, **options)
+    out = Path(output) if output else default_output(checkpoint, target, precision, streaming)
+    log_path = out.parent / f"{out.name}.{LOG_NAME}"
+    log_path.unlink(missing_ok=True)
+    with capture(log_path):
+        res = export_model(checkpoint, target, out, precision=precision, segments=segments, size=size, layout=layout,
+                           data_root=data_root, dataset=dataset, calib_clips=calib_clips, parity_clips=parity_clips,
+                           verify=not no_verify, force=force, thresholds=th, streaming=streaming, **options)
+    if log_path.exists():  # the step succeeded: its log joins the artifact
+        log_path.replace(res.output / LOG_NAME)
     if as_json:
         click.echo(json.dumps({"output": str(res.output), **res.report}, indent=2))
         return

@@ -8,7 +8,6 @@ is caught, so a bug still shows its traceback.
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 
 import click
@@ -16,6 +15,7 @@ import click
 from .._version import __version__
 from ..errors import ActionNetError, unknown_name
 from ..fsutil import fs_error, raise_on_sigterm
+from ..logs import configure
 
 # command name -> module in this package that defines a click command called `command`
 COMMANDS = {
@@ -31,6 +31,7 @@ COMMANDS = {
     "qat": "qat",
     "import": "import_weights",
     "verify": "verify",
+    "recipes": "recipes",
 }
 
 
@@ -76,14 +77,17 @@ class _Group(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Example: actionnet-edge quickstart --out out/quickstart")
 @click.version_option(__version__, "--version", prog_name="actionnet-edge")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 def main(verbose: int, quiet: bool) -> None:
-    """ACTION-Net video action recognition from training to phones."""
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
+    """ACTION-Net video action recognition from training to phones.
+
+    Only the toolkit's own lines are shown; converters' and runtimes' output goes to
+    actionnet-edge.log in the output folder (-v shows it here as it comes)."""
+    configure(verbose, quiet)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,3 +22,32 @@ def choice(valid: Callable[[], Iterable[str]], kind: str):
         return value
 
     return callback
+
+
+def temporal_names() -> list[str]:
+    """Temporal module names and their aliases (imports the models, so only when a value is checked)."""
+    from ..models import list_temporal
+
+    return list_temporal(aliases=True)
+
+
+def arch_names() -> list[str]:
+    from ..models import list_models
+
+    return list_models()
+
+
+def dataset_names() -> list[str]:
+    from ..data import list_datasets
+
+    return list_datasets()
+
+
+def target_names() -> list[str]:
+    from ..export import list_targets
+
+    return list_targets()
+
+
+#: the temporal names as the help texts list them (tests check them against the models' registry)
+TEMPORAL_HELP = "none (= tsn), shift (= tsm), action, ste, ce or me"

@@ -5,15 +5,14 @@ import json
 
 import click
 
-from ..bench.macs import compare, human, profile_model
-from ..models import create_model, list_models, list_temporal
-from .options import choice
+from .options import TEMPORAL_HELP, arch_names, choice, temporal_names
 
 
-@click.command("profile")
-@click.option("--arch", default="mobilenet_v2", show_default=True, callback=choice(list_models, "arch"), help="Backbone.")
-@click.option("--temporal", default="action", show_default=True, callback=choice(list_temporal, "temporal module"),
-              help="none (TSN), shift (TSM), action, ste, ce or me.")
+@click.command("profile", epilog="Example: actionnet-edge profile --temporal tsm --segments 8 --size 224")
+@click.option("--arch", default="mobilenet_v2", show_default=True, callback=choice(arch_names, "arch"),
+              help="Backbone: mobilenet_v2, resnet50 or bninception.")
+@click.option("--temporal", default="action", show_default=True, callback=choice(temporal_names, "temporal module"),
+              help=TEMPORAL_HELP + ".")
 @click.option("--num-classes", default=83, show_default=True, type=click.IntRange(min=1))
 @click.option("--segments", default=8, show_default=True, type=int, help="Frames per clip (T >= 2).")
 @click.option("--size", default=224, show_default=True, type=click.IntRange(min=32), help="Input height and width.")
@@ -24,6 +23,9 @@ from .options import choice
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def command(arch, temporal, num_classes, segments, size, width_mult, pretrained, do_compare, as_json):
     """Count parameters and multiply-accumulates of one clip."""
+    from ..bench.macs import compare, human, profile_model
+    from ..models import create_model
+
     if do_compare:
         rows = compare(arch, num_classes, segments, size, width_mult)
         if as_json:

@@ -6,14 +6,17 @@ from pathlib import Path
 
 import click
 
-from ..quant import BACKENDS
+from ..logs import LOG_NAME, capture
+from .recipes import recipe_path
+
+from ..constants import QUANT_BACKENDS
 
 
-@click.command("qat")
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.command("qat", epilog="Example: actionnet-edge qat qat_synthetic --output runs/qat --max-steps 20")
+@click.argument("recipe")
 @click.option("--init", "init", default=None, metavar="CKPT",
               help="Float checkpoint to fine-tune [default: the bundled model].")
-@click.option("--backend", type=click.Choice(BACKENDS), default=None,
+@click.option("--backend", type=click.Choice(QUANT_BACKENDS), default=None,
               help="Quantizer (overrides qat.backend): xnnpack (ExecuTorch), litert (TFLite), coreml.")
 @click.option("--output", default=None, metavar="DIR", help="Run folder [default: runs/<recipe name>].")
 @click.option("--data-root", default=None, metavar="DIR", help="Dataset folder (overrides data.root).")
@@ -29,7 +32,7 @@ def command(recipe, init, backend, output, data_root, resume, overrides, max_ste
     from ..train.config import load_recipe
     from ..quant.qat import run_qat
 
-    r = load_recipe(recipe, overrides)
+    r = load_recipe(recipe_path(recipe), overrides)
     if data_root is not None and not Path(data_root).exists():
         raise ActionNetError(f"data root not found: {data_root}")
     if init is not None and not Path(init).is_file():
@@ -37,7 +40,9 @@ def command(recipe, init, backend, output, data_root, resume, overrides, max_ste
     out = Path(output) if output else Path("runs") / Path(recipe).stem
     if not resume and (out / "last.pt").exists():
         raise ActionNetError(f"{out} already has a run (last.pt): pass --resume to continue or another --output")
-    report = run_qat(r, out, init=init, backend=backend, data_root=data_root, resume=resume, max_steps=max_steps)
+    with capture(out / LOG_NAME):  # the quantizer's and other packages' own output
+        report = run_qat(r, out, init=init, backend=backend, data_root=data_root, resume=resume,
+                         max_steps=max_steps)
     if as_json:
         click.echo(json.dumps(report))
     else:

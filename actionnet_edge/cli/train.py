@@ -6,8 +6,12 @@ from pathlib import Path
 
 import click
 
+from ..logs import LOG_NAME, capture
+from .recipes import recipe_path
 
-@click.command("train")
+
+@click.command("train", epilog="Examples: actionnet-edge train synthetic --output runs/synth\n\n"
+               "actionnet-edge train jester_mbv2_action --data-root /data/jester   (list: actionnet-edge recipes)")
 @click.argument("recipe", type=click.Path(dir_okay=False), required=False)
 @click.option("--data-root", default=None, metavar="DIR", help="Dataset folder (overrides data.root).")
 @click.option("--output", default=None, metavar="DIR", help="Run folder [default: runs/<recipe name>].")
@@ -21,7 +25,7 @@ import click
 @click.option("--max-steps", default=None, type=click.IntRange(min=1), help="Stop after N optimizer steps (smoke runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object.")
 def command(recipe, data_root, output, resume, overrides, max_steps, as_json):
-    """Train (or resume) the model of RECIPE; writes last.pt, best.pt, metrics.jsonl, recipe.yaml, tb/.
+    """Train (or resume) the model of RECIPE (a YAML file or a shipped recipe's name); writes last.pt, best.pt, metrics.jsonl, recipe.yaml, tb/.
 
     A progress bar with throughput and ETA is drawn on stderr when it is a terminal (not with -q)."""
     from ..errors import ActionNetError
@@ -38,10 +42,11 @@ def command(recipe, data_root, output, resume, overrides, max_steps, as_json):
         from ..train.config import load_recipe
         from ..train.run_recipe import resolved_recipe
 
-        r = resolved_recipe(load_recipe(recipe, overrides), data_root)
+        r = resolved_recipe(load_recipe(recipe_path(recipe), overrides), data_root)
         if (out / "last.pt").exists():
             raise ActionNetError(f"{out} already has a run (last.pt): pass --resume to continue or another --output")
-    result = fit(r, out, resume=resume, max_steps=max_steps)
+    with capture(out / LOG_NAME):  # other packages' output (warnings, C++ logs)
+        result = fit(r, out, resume=resume, max_steps=max_steps)
     summary = {"output": str(out), "epoch": result["epoch"], "best_top1": result["best_top1"],
                "val": result.get("val", {}), "train_loss": result.get("train_loss"),
                "epochs_trained": result["epochs_trained"]}
@@ -70,7 +75,8 @@ def _resumed(out: Path, recipe: str | None, overrides: tuple[str, ...], data_roo
     given = None
     if recipe is not None:
         run_root = (stored.get("data") or {}).get("root") if isinstance(stored, dict) else None
-        given = resolved_recipe(load_recipe(recipe, overrides), data_root if data_root is not None else run_root)
+        given = resolved_recipe(load_recipe(recipe_path(recipe), overrides),
+                                data_root if data_root is not None else run_root)
     elif overrides and isinstance(stored, dict):
         given = parse_recipe(apply_overrides(stored, overrides), source="--set")
     run = resumed_recipe(stored, str(last), given, epochs if isinstance(epochs, int) else None)

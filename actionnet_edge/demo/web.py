@@ -43,8 +43,10 @@ CHUNK = 64 * 1024  # bytes per read/write when streaming a file
 
 
 def web_root() -> Path:
-    """The ``web_demo/`` folder of the source checkout."""
-    root = Path(__file__).resolve().parents[2] / "web_demo"
+    """The ``web_demo/`` folder: the installed package's copy, else the source checkout's."""
+    here = Path(__file__).resolve()
+    installed, checkout = here.parents[1] / "web_demo", here.parents[2] / "web_demo"
+    root = installed if (installed / "index.html").is_file() else checkout
     if not (root / "index.html").is_file():
         raise ActionNetError(f"the browser demo files are not at {root}; run from a source checkout of actionnet-edge")
     return root

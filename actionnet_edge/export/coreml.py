@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from .base import Exporter, MultiRunner, Runner, RuntimeUnavailable
+from .metadata import INPUT_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "actionnet_edge"
-INPUT_NAME, OUTPUT_NAME = "clips", "logits"
 
 
 class CoreMLExporter(Exporter):

@@ -2,7 +2,9 @@
 
 Flat keys (``labels``, ``segments``, ``size``, ``resize``, ``mean``, ``std``, ``layout``,
 ``target``, ``precision``, ``artifact``) are what the demo apps read; ``input``/``output``
-describe the tensors; ``source`` (the checkpoint's sha256 and the export code's, :func:`code_sha256`),
+describe the tensors, by the names the artifact itself uses (the .tflite signature
+``serving_default``, the ONNX graph's and the CoreML model's inputs and outputs; a .pte's are
+positional, one input and one output); ``source`` (the checkpoint's sha256 and the export code's, :func:`code_sha256`),
 ``toolkit_version`` and ``runtime`` say where it came from.
 """
 from __future__ import annotations

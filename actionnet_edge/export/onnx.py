@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .base import Exporter, MultiRunner, Runner, RuntimeUnavailable, as_inputs, to_layout
+from .metadata import INPUT_NAME, OUTPUT_NAME
 from ..models.edge import with_layout
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ class OnnxExporter(Exporter):
         if precision == "fp16":
             model = _Half(model)
         prog = torch.onnx.export(model, args, dynamo=True, opset_version=OPSET,
-                                 input_names=input_names or [metadata.get("input_name", "clips")],
-                                 output_names=output_names or [metadata.get("output_name", "logits")],
+                                 input_names=input_names or [metadata.get("input", {}).get("name", INPUT_NAME)],
+                                 output_names=output_names or [metadata.get("output", {}).get("name", OUTPUT_NAME)],
                                  dynamic_shapes=dynamic, optimize=True, verbose=False)
         proto = prog.model_proto
         del proto.metadata_props[:]

@@ -4,13 +4,14 @@ from __future__ import annotations
 import importlib
 import logging
 
+from ..constants import EXPORT_TARGETS
 from ..errors import unknown_name
 from .base import Exporter
 
 log = logging.getLogger(__name__)
 
 #: target name -> module of this package defining ``EXPORTER``, in display order
-_TARGETS = {"executorch": "executorch", "tflite": "tflite", "coreml": "coreml", "onnx": "onnx"}
+_TARGETS = {name: name for name in EXPORT_TARGETS}
 
 
 def _load_registry() -> dict[str, Exporter]:

@@ -39,6 +39,7 @@ from ..compat import litert_one_dequantize_per_user
 from ..errors import ActionNetError
 from .base import Exporter, MultiRunner, Runner, RuntimeUnavailable, missing_extra
 from .flatbuffer import load_schema, op_counts, opcode_index, pack, tensor_types, text, unpack
+from .metadata import INPUT_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,8 @@ class _Named(nn.Module):
         self.model, self.input_names, self.output_names = model, list(input_names), list(output_names)
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(self.output_names, self.model(*(inputs[n] for n in self.input_names))))
+        out = self.model(*(inputs[n] for n in self.input_names))
+        return dict(zip(self.output_names, out if isinstance(out, (tuple, list)) else (out,)))
 
 
 def _litert_torch_named(model: nn.Module, example: tuple, input_names: list[str], output_names: list[str]) -> bytes:
@@ -178,7 +180,9 @@ def _litert_torch(net: nn.Module, x: torch.Tensor, precision: str) -> bytes:
         quant = QuantConfig(pt2e_quantizer=make_quantizer("litert", qat=False))
         net = litert_one_dequantize_per_user(net)
     with contextlib.redirect_stdout(sys.stderr):  # litert-torch prints its progress on stdout (breaks --json)
-        blob = litert_torch.convert(net.eval(), (x,), quant_config=quant).model_content()
+        # named like metadata.json's input and output: signature serving_default, clips -> logits
+        named = _Named(net.eval(), [INPUT_NAME], [OUTPUT_NAME]).eval()
+        blob = litert_torch.convert(named, (), sample_kwargs={INPUT_NAME: x}, quant_config=quant).model_content()
     if precision == "int8":
         return _float_io(blob)
     if precision == "fp16":

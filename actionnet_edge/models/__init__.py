@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .actionnet import ActionNet
 from .backbones import BACKBONES, MIN_INPUT_SIZE, check_input_size, register_backbone
-from .temporal import TEMPORAL_MODULES, TemporalWrapper
+from .temporal import TEMPORAL_ALIASES, TEMPORAL_MODULES, TemporalWrapper
 
 
 def list_models() -> list[str]:
@@ -13,9 +13,10 @@ def list_models() -> list[str]:
     return list(BACKBONES)
 
 
-def list_temporal() -> list[str]:
-    """Names of the temporal modules: none (TSN), shift (TSM), shift_online (TSM's online demo), action, ste, ce, me."""
-    return list(TEMPORAL_MODULES)
+def list_temporal(aliases: bool = False) -> list[str]:
+    """Names of the temporal modules: none (TSN), shift (TSM), shift_online (TSM's online demo), action, ste, ce, me; with
+    ``aliases`` also the accepted other names (tsn, tsm)."""
+    return list(TEMPORAL_MODULES) + (list(TEMPORAL_ALIASES) if aliases else [])
 
 
 def create_model(

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import ActionNetError, unknown_name
 from .backbones import BACKBONES, Backbone
-from .temporal import TEMPORAL_MODULES, TemporalWrapper
+from .temporal import TEMPORAL_ALIASES, TEMPORAL_MODULES, TemporalWrapper
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,9 @@ class ActionNet(nn.Module):
         super().__init__()
         if arch not in BACKBONES:
             raise unknown_name("arch", arch, BACKBONES)
+        temporal = TEMPORAL_ALIASES.get(temporal, temporal)
         if temporal not in TEMPORAL_MODULES:
-            raise unknown_name("temporal module", temporal, TEMPORAL_MODULES)
+            raise unknown_name("temporal module", temporal, [*TEMPORAL_MODULES, *TEMPORAL_ALIASES])
         if consensus not in CONSENSUS:
             raise unknown_name("consensus", consensus, CONSENSUS)
         if int(num_segments) < 2:

@@ -290,6 +290,9 @@ def _single(path: str):
 
 
 #: name -> constructor(channels, num_segments, causal); feeds create_model, the CLI and the tests.
+#: other names of a temporal module: the method names of the TSM and TSN papers
+TEMPORAL_ALIASES = {"tsm": "shift", "tsn": "none"}
+
 TEMPORAL_MODULES = {
     "none": NoTemporal,
     "shift": TemporalShift,

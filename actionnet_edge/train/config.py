@@ -185,7 +185,7 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
                 errors.append(f"{where}: must be <= {top}, got {value}")
 
     name("model.arch", r.model.arch, list_models())
-    name("model.temporal", r.model.temporal, list_temporal())
+    name("model.temporal", r.model.temporal, list_temporal(aliases=True))
     name("model.consensus", r.model.consensus, list(CONSENSUS))
     name("data.dataset", r.data.dataset, list_datasets())
     name("data.augment", r.data.augment, list(AUGMENTS))
