@@ -126,7 +126,7 @@ def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
     except OSError as e:
         raise fs_error(e, path) from None
     except Exception as e:
-        raise ActionNetError(f"{path} is not a valid checkpoint ({_load_reason(e)})") from None
+        raise ActionNetError(f"{path} is not a valid checkpoint ({load_reason(e)})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ActionNetError(f"{path} is not an actionnet-edge checkpoint (no '{FORMAT}' format tag)")
     problems = []
@@ -145,7 +145,7 @@ def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
     return raw
 
 
-def _load_reason(e: Exception) -> str:
+def load_reason(e: Exception) -> str:
     """Why torch could not load a file, without torch's advice to load it unsafely."""
     text = str(e)
     if isinstance(e, EOFError):

@@ -20,6 +20,8 @@ from typing import Iterator, TextIO
 
 from tqdm import tqdm
 
+from .errors import ActionNetError
+
 __all__ = ["configure", "capture", "console", "LOG_NAME", "TAIL_LINES"]
 
 #: file name of the captured output inside an output folder
@@ -96,6 +98,8 @@ def capture(path: str | Path) -> Iterator[Path]:
     if _state["verbose"] or _state["console"] is not None:  # shown in full, or already captured
         yield path
         return
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # folders this log creates
+    existed = path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(path, "a", buffering=1, encoding="utf-8")
     file_handler = logging.StreamHandler(log_file)
@@ -108,12 +112,26 @@ def capture(path: str | Path) -> Iterator[Path]:
         os.dup2(log_file.fileno(), fd)
     try:
         yield path
+    except ActionNetError:  # a bad input, refused in one line: leave nothing behind
+        _restore(saved, file_handler, log_file)
+        if not existed:
+            path.unlink(missing_ok=True)
+            _remove_empty(made)
+        raise
     except BaseException:
         _restore(saved, file_handler, log_file)
         _print_tail(path)
         raise
     else:
         _restore(saved, file_handler, log_file)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _flush() -> None:

@@ -171,6 +171,13 @@ CASES += [(f"qat-set:{s}", ["qat", QAT, "--output", "{out}", *_set(*TINY, s)])
           for s in ("qat.lr=.nan", "qat.lr=.inf", "qat.epochs=0", "qat.backend=tpu", "qat.batch_size=0",
                     "qat.calib_batches=-1", "qat.freeze_bn_epoch=99", "qat.lr_steps=[2]")]
 CASES += [
+    ("import:missing", ["import", "{afile}.pth", "--output", "{out}/x.pt"]),
+    ("import:not-a-checkpoint", ["import", "{afile}", "--output", "{out}/x.pt"]),
+    ("import:bad-temporal", ["import", "{afile}", "--output", "{out}/x.pt", "--temporal", "tsx"]),
+    ("verify:missing", ["verify", "{afile}/nowhere"]),
+    ("verify:not-an-export", ["verify", "{adir}"]),
+    ("verify:bad-on", ["verify", "{adir}", "--on", "mars"]),
+    ("recipes:extra-argument", ["recipes", "nosuch", "more"]),
     ("recipe:missing", ["train", "{afile}.yaml", "--output", "{out}"]),
     ("recipe:latin1", ["train", "{latin1_yaml}", "--output", "{out}"]),
     ("recipe:list", ["train", "{list_yaml}", "--output", "{out}"]),

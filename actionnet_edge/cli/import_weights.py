@@ -5,8 +5,7 @@ import json
 
 import click
 
-from ..models import list_models, list_temporal
-from .options import choice
+from .options import TEMPORAL_HELP, arch_names, choice, temporal_names
 
 
 @click.command("import")
@@ -14,10 +13,10 @@ from .options import choice
 @click.option("--output", "-o", required=True, metavar="CKPT", help="Checkpoint to write.")
 @click.option("--labels", default=None, metavar="FILE",
               help="Class names: a Jester/EgoGesture/TSM list (one a line), SSv2's labels.json, or a JSON list.")
-@click.option("--arch", default=None, callback=choice(list_models, "arch"),
+@click.option("--arch", default=None, callback=choice(arch_names, "arch"),
               help="Expected backbone (checked against what the file holds).")
-@click.option("--temporal", default=None, callback=choice(list_temporal, "temporal module"),
-              help="Expected temporal module (checked against what the file holds).")
+@click.option("--temporal", default=None, callback=choice(temporal_names, "temporal module"),
+              help=f"Expected temporal module: {TEMPORAL_HELP} (checked against what the file holds).")
 @click.option("--segments", default=None, type=click.IntRange(min=2),
               help="Frames per clip of the source's recipe [default: from the file name, else 8].")
 @click.option("--json", "as_json", is_flag=True, help="Print what was found as one JSON object.")

@@ -50,4 +50,4 @@ def target_names() -> list[str]:
 
 
 #: the temporal names as the help texts list them (tests check them against the models' registry)
-TEMPORAL_HELP = "none (= tsn), shift (= tsm), action, ste, ce or me"
+TEMPORAL_HELP = "none (= tsn), shift (= tsm), shift_online (TSM's online demo), action, ste, ce or me"

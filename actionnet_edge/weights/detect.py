@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import FORMAT
+from ..checkpoint import FORMAT, load_reason
 from ..errors import ActionNetError
 from ..models.layouts import is_tonylins_mbv2
 from .assemble import Parts
@@ -52,8 +52,7 @@ def read_source(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, or a pickle with code in it
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ActionNetError(f"{path} is not a readable weights file ({first[:200]})") from None
+        raise ActionNetError(f"{path} is not a readable weights file ({load_reason(e)})") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         raise ActionNetError(f"{path} is already an actionnet-edge checkpoint: every command takes it as it is")
     meta: dict[str, Any] = {}
