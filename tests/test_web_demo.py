@@ -616,3 +616,82 @@ def test_page_says_the_camera_was_refused(artifact, served, tmp_path):
     assert got["error"].startswith("NotAllowedError") and "Allow the camera" in got["detail"]
     assert got["phases"] == ["loading", "camera", "denied"] and got["video"] == "none"
     assert got["gestures"] == [f"gesture {i}" for i in range(K)]
+
+
+# ------------------------------------------------------------------------------------- self-test
+
+
+def _selftest(browser, folder: Path) -> tuple[dict, dict]:
+    """The page's ``?selftest`` on ``folder`` served by ``demo web``: (window.selftestResult, look)."""
+    server = make_server(folder, port=0)
+    serve_background(server)
+    try:
+        page = browser.open(url_of(server) + "?selftest")
+        look = page.wait_phase(("running", "failed"), "", timeout=120)
+        result = json.loads(page.eval("JSON.stringify(window.selftestResult || null)"))
+        look["selftest"] = page.eval("document.body.dataset.selftest || ''")
+        look["stats"] = page.eval("document.getElementById('stats').textContent")
+        return result, look
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _tamper_classifier(folder: Path, dest: Path) -> Path:
+    """A copy of the tiny export with an exponent bit flipped in the classifier: its first bias value,
+    or (the exporter drops the all-zero bias of the untrained model) every value of the weight's first
+    row (one value alone may meet a feature that is zero on every clip)."""
+    import onnx
+
+    shutil.copytree(folder, dest)
+    meta = json.loads((dest / "metadata.json").read_text())
+    inits = {i.name: i for i in onnx.load(str(dest / meta["artifact"])).graph.initializer}
+    raw = (inits.get("fc.bias") or inits["fc.weight"]).raw_data
+    data = bytearray((dest / meta["artifact"]).read_bytes())
+    at = data.find(raw)
+    assert at >= 0 and data.count(raw) == 1, f"the classifier is not once in {meta['artifact']}"
+    for k in range(1 if "fc.bias" in inits else int(inits["fc.weight"].dims[1])):
+        data[at + 4 * k + 3] ^= 0x40
+    (dest / meta["artifact"]).write_bytes(bytes(data))
+    return dest
+
+
+def test_server_serves_the_vectors_metadata_names(served, artifact):
+    meta = json.loads((artifact / "metadata.json").read_text())
+    for key in ("file", "data"):
+        name = meta["vectors"][key]
+        with urllib.request.urlopen(f"{served}/artifact/{name}") as r:
+            assert r.read() == (artifact / name).read_bytes()
+
+
+@needs_browser
+def test_page_selftest_passes_on_the_export_and_fails_on_a_tampered_one(states_browser, artifact, tmp_path):
+    from actionnet_edge.export.vectors import read_vectors
+    from actionnet_edge.verify.check import judge
+
+    browser, _ = states_browser
+    good, look = _selftest(browser, artifact)
+    assert look["phase"] == "running" and look["selftest"] == "pass", look
+    assert good["passed"] and good["failures"] == [] and good["count"] == read_vectors(artifact).meta["count"]
+    assert good["vs_pytorch"]["cosine"] >= 0.99999 and good["vs_pytorch"]["top1_agreement"] == 1
+    assert good["vs_host_runtime"]["max_abs_err"] < 1e-3 and "vs PyTorch: max abs err" in look["stats"]
+    # the page's figures are the Python judge's on the same outputs, give or take float32 rounding
+    vec = read_vectors(artifact)
+    ref = judge(vec, {"logits": vec.tensors["host_runtime"]})
+    assert abs(ref["vs_pytorch"]["cosine"] - good["vs_pytorch"]["cosine"]) < 1e-5
+    assert len(ref["checks"]) == len(good["checks"]) and ref["passed"]  # the same checks (Python formats 1.0)
+
+    bad, look = _selftest(browser, _tamper_classifier(artifact, tmp_path / "bad"))
+    assert look["phase"] == "failed" and look["selftest"] == "fail", look
+    assert "Self-test FAILED" in look["title"] and "missed:" in look["detail"]
+    assert not bad["passed"] and any(f.startswith("vs host runtime") for f in bad["failures"])
+    assert bad["vs_host_runtime"]["max_abs_err"] > 1
+
+
+@needs_browser
+def test_page_selftest_runs_a_streaming_step_frame_by_frame(states_browser, stream_artifact):
+    browser, _ = states_browser
+    result, look = _selftest(browser, stream_artifact)
+    assert look["selftest"] == "pass" and result["passed"], (look, result)
+    assert result["kind"] == "stream" and result["frame_logits_vs_pytorch"]["cosine"] >= 0.99999
+    assert any("frame_logits" in c for c in result["checks"])

@@ -185,6 +185,114 @@ export class StreamState {
   }
 }
 
+// ---- the self-test (?selftest): the artifact's vectors in this browser's runtime ----------------
+// Mirror of actionnet_edge/verify/check.py (judge) over vectors.json + vectors.bin (docs/verify.md).
+
+/** The tensors of vectors.json over vectors.bin (an ArrayBuffer): name -> { data: Float32Array, shape }. */
+export function readVectors(doc, buffer) {
+  if (!doc || doc.format !== 'actionnet-edge.vectors/1') throw new Error(`vectors.json: format ${doc && doc.format}`);
+  const tensors = {};
+  for (const t of doc.tensors || []) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (t.offset + 4 * n > buffer.byteLength) throw new Error(`vectors.bin is too short for tensor '${t.name}'`);
+    const view = new DataView(buffer, t.offset, 4 * n); // little-endian whatever the machine's order
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i += 1) data[i] = view.getFloat32(4 * i, true);
+    tensors[t.name] = { data, shape: t.shape };
+  }
+  if (!tensors.input || !tensors.pytorch) throw new Error("vectors.json lacks the 'input' or 'pytorch' tensor");
+  return tensors;
+}
+
+/** max abs error, cosine, SQNR (dB) and top-1 agreement of `test` against `ref` ((n*k) values, n rows). */
+export function compareLogits(ref, test, n) {
+  if (ref.length !== test.length) throw new Error(`output of ${test.length} values, reference ${ref.length}`);
+  const k = ref.length / n;
+  let maxAbs = 0, dot = 0, nr = 0, nt = 0, noise = 0, agree = 0;
+  for (let i = 0; i < ref.length; i += 1) {
+    const d = ref[i] - test[i];
+    maxAbs = Math.max(maxAbs, Math.abs(d));
+    dot += ref[i] * test[i]; nr += ref[i] * ref[i]; nt += test[i] * test[i]; noise += d * d;
+  }
+  const argmax = (a, r) => { let b = 0; for (let j = 1; j < k; j += 1) if (a[r * k + j] > a[r * k + b]) b = j; return b; };
+  for (let r = 0; r < n; r += 1) agree += argmax(ref, r) === argmax(test, r) ? 1 : 0;
+  const den = Math.sqrt(nr) * Math.sqrt(nt);
+  return { max_abs_err: maxAbs, cosine: den > 0 ? dot / den : (noise === 0 ? 1 : 0),
+           sqnr_db: noise === 0 ? Infinity : 10 * Math.log10(nr / noise), top1_agreement: agree / n };
+}
+
+/** Figures and checks of `out` ({ logits, frame_logits? }: Float32Array of n*K) against the vectors. */
+export function judgeVectors(doc, tensors, out) {
+  const n = doc.count, tol = doc.tolerances, checks = {}, figures = {};
+  const vp = figures.vs_pytorch = compareLogits(tensors.pytorch.data, out.logits, n);
+  const minCos = doc.precision === 'fp32' ? tol.min_cosine : tol.min_cosine_fp16;
+  if (doc.precision === 'int8') {
+    checks[`vs pytorch: sqnr_db vs float >= ${tol.min_sqnr_db}`] = vp.sqnr_db >= tol.min_sqnr_db;
+    checks[`vs pytorch: top1_agreement vs float >= ${tol.min_top1_int8}`] = vp.top1_agreement >= tol.min_top1_int8;
+  } else {
+    checks[`vs pytorch: cosine vs float >= ${minCos}`] = vp.cosine >= minCos;
+    checks[`vs pytorch: top1_agreement vs float >= ${tol.min_top1}`] = vp.top1_agreement >= tol.min_top1;
+  }
+  if (doc.kind === 'stream') {
+    const fl = figures.frame_logits_vs_pytorch = compareLogits(tensors.pytorch_frame_logits.data, out.frame_logits, n);
+    checks[`vs pytorch: frame_logits cosine >= ${minCos}`] = fl.cosine >= minCos;
+  }
+  if (tensors.host_runtime) {
+    const host = tensors.host_runtime.data;
+    const vh = figures.vs_host_runtime = compareLogits(host, out.logits, n);
+    const atol = tol.host_rtol * Math.max(1, host.reduce((m, v) => Math.max(m, Math.abs(v)), 0));
+    checks[`vs host runtime: max abs err <= ${atol.toPrecision(3)}`] = vh.max_abs_err <= atol;
+    checks['vs host runtime: same top-1 on every vector'] = vh.top1_agreement === 1;
+  }
+  const failures = Object.keys(checks).filter((c) => !checks[c]);
+  return { ...figures, checks, failures, passed: failures.length === 0, count: n, kind: doc.kind,
+           precision: doc.precision };
+}
+
+/** Run every vector through `session` (a stream: frame by frame from the zero state, state fed back). */
+async function runVectors(session, doc, tensors, meta) {
+  const { data, shape } = tensors.input, n = doc.count, per = data.length / n, dims = shape.slice(1);
+  const logits = [], frameLogits = [];
+  const stepper = doc.kind === 'stream' ? new StreamState(meta.streaming, meta.size | 0) : null;
+  for (let i = 0; i < n; i += 1) {
+    const x = data.slice(i * per, (i + 1) * per);
+    if (stepper) {
+      const feeds = {};
+      for (const [name, d, s] of stepper.inputs(x)) feeds[name] = new ort.Tensor('float32', d, s);
+      const out = await session.run(feeds);
+      const got = {};
+      for (const [name, t] of Object.entries(out)) got[name] = t.data;
+      logits.push(...stepper.update(got));
+      frameLogits.push(...got.frame_logits);
+    } else {
+      const out = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', x, dims) });
+      logits.push(...out[session.outputNames[0]].data);
+    }
+  }
+  return { logits: Float32Array.from(logits), frame_logits: Float32Array.from(frameLogits) };
+}
+
+/** The self-test page: load the vectors metadata.json names, run them, show and expose the result. */
+async function selfTest(meta, session) {
+  if (!meta.vectors) throw new Error('metadata.json has no vectors section: re-export the model');
+  show('loading', 'Self-test…', meta.vectors.file);
+  const doc = await load(`artifact/${meta.vectors.file}`, 'json', meta.vectors.file);
+  const bin = await load(`artifact/${meta.vectors.data}`, 'bytes', meta.vectors.data);
+  const tensors = readVectors(doc, bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength));
+  const result = judgeVectors(doc, tensors, await runVectors(session, doc, tensors, meta));
+  window.selftestResult = result;
+  document.body.dataset.selftest = result.passed ? 'pass' : 'fail';
+  const f = (v, d) => (Number.isFinite(v) ? v.toFixed(d) : String(v));
+  const line = (name, r) => `${name}: max abs err ${r.max_abs_err.toPrecision(3)}, cosine ${f(r.cosine, 7)}, `
+    + `SQNR ${f(r.sqnr_db, 1)} dB, top-1 ${(100 * r.top1_agreement).toFixed(0)}%`;
+  const lines = [line('vs PyTorch', result.vs_pytorch)];
+  if (result.vs_host_runtime) lines.push(line('vs host runtime', result.vs_host_runtime));
+  if (result.failures.length) lines.push(`missed: ${result.failures.join('; ')}`);
+  $('stats').textContent = lines.join(' · ');
+  const title = `Self-test ${result.passed ? 'passed' : 'FAILED'} (${result.count} ${result.kind === 'stream' ? 'frames' : 'clips'}, ${result.precision})`;
+  if (result.passed) show('running', title, lines[0]); else fail(lines.join(' · '), title);
+}
+
 // ---- the page ---------------------------------------------------------------------------------
 
 const params = new URLSearchParams(location.search);
@@ -355,6 +463,7 @@ async function openCamera() {
 async function main() {
   const config = await load('config.json', 'json');
   const { meta, session } = await loadModel(config);
+  if (params.has('selftest')) return selfTest(meta, session);
   const stride = Number(params.get('stride') ?? config.stride ?? 1);
   const alpha = Number(params.get('alpha') ?? config.alpha ?? 0.5);
   const debug = params.has('debug') || !!config.debug;

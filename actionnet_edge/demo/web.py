@@ -198,6 +198,10 @@ def make_server(artifact_dir: str | Path, *, host: str = "127.0.0.1", port: int 
     routes.update({f"/vendor/ort/{f}": dist / f for f in ORT_FILES})
     routes["/artifact/metadata.json"] = d / "metadata.json"
     routes[f"/artifact/{model.name}"] = model
+    for key in ("file", "data"):  # the test vectors, for the page's ?selftest
+        name = Path(str((meta.get("vectors") or {}).get(key, ""))).name
+        if name and (d / name).is_file():
+            routes[f"/artifact/{name}"] = d / name
     routes["/config.json"] = json.dumps(config).encode()
     handler = type("Handler", (_Handler,), {"routes": routes})
     try:
