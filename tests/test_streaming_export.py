@@ -216,7 +216,7 @@ def test_fp16_pte_or_nhwc_streaming_is_a_one_line_error(ckpt, tmp_path):
     r = CliRunner().invoke(main, ["export", "--streaming", "--target", "executorch", "--precision", "fp16",
                                   "--checkpoint", str(ckpt), "--output", str(tmp_path / "o")])
     assert r.exit_code == 2 and r.stderr.strip().count("\n") == 0
-    assert "precision for executorch" in r.stderr and "int8" in r.stderr and _nothing_left(tmp_path, "o")
+    assert "precision for executorch" in r.stderr and _nothing_left(tmp_path, "o")
     r = CliRunner().invoke(main, ["export", "--streaming", "--target", "executorch", "--layout", "NHWC",
                                   "--checkpoint", str(ckpt), "--output", str(tmp_path / "o")])
     assert r.exit_code == 2 and "NCHW frames" in r.stderr and _nothing_left(tmp_path, "o")

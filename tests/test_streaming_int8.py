@@ -145,3 +145,12 @@ def test_int8_streaming_of_a_qat_checkpoint_is_a_one_line_error(tmp_path):
     torch.save(raw, tmp_path / "q.pt")
     with pytest.raises(ActionNetError, match="QAT checkpoint of the clip graph"):
         load_stream_source(tmp_path / "q.pt", None)
+
+
+@pytest.mark.parametrize("target,precision", [("onnx", "fp16"), ("coreml", "int8")])
+def test_streaming_precision_a_target_lacks_is_a_one_line_error(target, precision, ckpt, tmp_path):
+    from actionnet_edge.export import export_model
+
+    with pytest.raises(ActionNetError, match=f"{precision} streaming is not supported there"):
+        export_model(ckpt, target, tmp_path / "o", precision=precision, streaming=True)
+    assert not (tmp_path / "o").exists()

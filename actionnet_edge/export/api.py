@@ -208,6 +208,9 @@ def _check_request(exporter, precision: str, layout: str, streaming: bool, parit
         raise unknown_name("layout", layout, LAYOUTS)
     if parity_clips < 1 or calib_clips < 1:
         raise ActionNetError("--parity-clips and --calib-clips must be positive")
+    if streaming and precision not in exporter.stream_precisions:
+        raise ActionNetError(f"--streaming --target {exporter.name} exports {', '.join(exporter.stream_precisions)}; "
+                             f"{precision} streaming is not supported there")
     if streaming and layout != "NCHW":
         raise ActionNetError("--streaming takes NCHW frames (1, 3, S, S) only; drop --layout NHWC")
     if data_root is not None and not Path(data_root).exists():

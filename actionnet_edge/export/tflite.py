@@ -53,6 +53,7 @@ class TFLiteExporter(Exporter):
     precisions = ("fp32", "fp16", "int8")
     quant_backend = "litert"
     stream_state_layout = "NHWC"  # LiteRT's convolutions are NHWC: the state needs no transposes
+    stream_precisions = ("fp32", "fp16", "int8")  # fp16: float16 weights, float32 compute in LiteRT's CPU
     toolchain = ("ai_edge_litert.interpreter", "litert_torch")
 
     def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
