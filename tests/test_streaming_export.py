@@ -211,12 +211,12 @@ def test_non_causal_checkpoint_is_a_one_line_error(target, plain_ckpt, tmp_path)
     assert _nothing_left(tmp_path, "o")
 
 
-def test_int8_or_nhwc_streaming_is_a_one_line_error(ckpt, tmp_path):
+def test_fp16_pte_or_nhwc_streaming_is_a_one_line_error(ckpt, tmp_path):
     _need("executorch")
-    r = CliRunner().invoke(main, ["export", "--streaming", "--target", "executorch", "--precision", "int8",
+    r = CliRunner().invoke(main, ["export", "--streaming", "--target", "executorch", "--precision", "fp16",
                                   "--checkpoint", str(ckpt), "--output", str(tmp_path / "o")])
     assert r.exit_code == 2 and r.stderr.strip().count("\n") == 0
-    assert "fp32 only; int8 streaming is not supported" in r.stderr and _nothing_left(tmp_path, "o")
+    assert "precision for executorch" in r.stderr and _nothing_left(tmp_path, "o")
     r = CliRunner().invoke(main, ["export", "--streaming", "--target", "executorch", "--layout", "NHWC",
                                   "--checkpoint", str(ckpt), "--output", str(tmp_path / "o")])
     assert r.exit_code == 2 and "NCHW frames" in r.stderr and _nothing_left(tmp_path, "o")

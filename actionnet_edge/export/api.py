@@ -32,7 +32,7 @@ from ..fsutil import check_writable, fault_point, publish_dir, sweep_stale, temp
 from .base import LAYOUTS, RuntimeUnavailable
 from ..models import check_input_size
 from ..models.edge import to_edge
-from ..quant import fake_quant_model, load_qat_checkpoint, quantize
+from ..quant import fake_quant_model, load_qat_checkpoint, quantize, quantize_step
 from .metadata import build_metadata
 from .clips import sample_clips
 from .parity import Thresholds, evaluate, summary
@@ -156,7 +156,8 @@ def export_model(
         verify: ``False`` skips parity (logged loudly, recorded in report.json).
         force: replace an existing output folder.
         thresholds: parity pass criteria.
-        streaming: export the frame-by-frame step of a causal checkpoint (fp32, NCHW); ``segments``
+        streaming: export the frame-by-frame step of a causal checkpoint (NCHW frames; int8 calibrated
+            on streams, state float32 at the interface); ``segments``
             is then the window of frames the logits average over (default: the checkpoint's T).
         options: passed to the exporter's ``convert`` (e.g. ``converter="onnx2tf"``).
     """
@@ -175,7 +176,8 @@ def export_model(
     src = _stream_source(checkpoint, segments, exporter) if streaming else _load_source(checkpoint, segments)
     s = _input_size(size, src, precision)
     example, io = _example(src, s, streaming)
-    art = (_int8(exporter, src, s, calib_clips, data_root, dataset) if precision == "int8"
+    int8 = _int8_stream if streaming else _int8
+    art = (int8(exporter, src, s, calib_clips, data_root, dataset) if precision == "int8"
            else _Artifact(src.edge, src.reference, "float"))
     meta, section = _metadata(exporter, src, precision, layout, s, art.quant_info, streaming)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -209,8 +211,9 @@ def _check_request(exporter, precision: str, layout: str, streaming: bool, parit
         raise unknown_name("layout", layout, LAYOUTS)
     if parity_clips < 1 or calib_clips < 1:
         raise ActionNetError("--parity-clips and --calib-clips must be positive")
-    if streaming and precision != "fp32":
-        raise ActionNetError(f"--streaming exports fp32 only; {precision} streaming is not supported")
+    if streaming and precision not in exporter.stream_precisions:
+        raise ActionNetError(f"--streaming --target {exporter.name} exports {', '.join(exporter.stream_precisions)}; "
+                             f"{precision} streaming is not supported there")
     if streaming and layout != "NCHW":
         raise ActionNetError("--streaming takes NCHW frames (1, 3, S, S) only; drop --layout NHWC")
     if data_root is not None and not Path(data_root).exists():
@@ -280,6 +283,20 @@ def _int8(exporter, src: _Source, s: int, calib_clips: int, data_root, dataset) 
     return _Artifact(model, reference, ref_name, info)
 
 
+def _int8_stream(exporter, src: _Source, s: int, calib_clips: int, data_root, dataset) -> _Artifact:
+    """The int8 streaming step: PTQ on the frames of ``calib_clips`` clips as one stream; parity
+    against the converted PyTorch int8 step (what the artifact should reproduce)."""
+    if exporter.quant_backend is None:
+        raise ActionNetError(f"{exporter.name} has no int8 quantizer")
+    calib, calib_src = sample_clips(calib_clips, src.t, s, src.mean, src.std, data_root=data_root, dataset=dataset,
+                                    split="train", seed=1)
+    model = quantize_step(src.edge, exporter.quant_backend, calib)
+    info = {"method": "ptq", "backend": exporter.quant_backend, "calibration_clips": int(calib.shape[0]),
+            "calibration_source": calib_src, "calibration": "the clips' frames in order as one stream",
+            "parity_reference": "the converted PyTorch int8 streaming step"}
+    return _Artifact(model, model, "PyTorch int8 step", info)
+
+
 def _metadata(exporter, src: _Source, precision: str, layout: str, s: int, quant_info, streaming: bool):
     """metadata.json of the artifact, and the streaming section (None for a clip model)."""
     ckpt, model = src.ckpt, src.reference
@@ -287,7 +304,7 @@ def _metadata(exporter, src: _Source, precision: str, layout: str, s: int, quant
     meta = build_metadata(target=exporter.name, precision=precision, artifact=name, layout=layout, labels=ckpt.labels,
                           segments=src.t, size=s, preprocess=ckpt.preprocess, model_config=model.config,
                           checkpoint_name=ckpt.path.name, checkpoint_sha256=ckpt.sha256, quantization=quant_info)
-    section = streaming_section(model, s) if streaming else None
+    section = streaming_section(model, s, precision) if streaming else None
     return (add_streaming(meta, section) if section is not None else meta), section
 
 

@@ -36,6 +36,7 @@ class Exporter:
     precisions: tuple[str, ...] = PRECISIONS  # subset of PRECISIONS
     quant_backend: str | None = None  # PT2E quantizer for int8: "xnnpack" | "litert" | "coreml" | None
     stream_state_layout: str = "NCHW"  # the streaming step's 4-D state: "NHWC" where the runtime's convolutions are
+    stream_precisions: tuple[str, ...] = ("fp32",)  # precisions of the streaming step (export --streaming)
     toolchain: tuple[str, ...] = ()  # modules ``convert`` needs, checked by check_available
 
     def check_available(self) -> None:

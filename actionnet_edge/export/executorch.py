@@ -51,6 +51,7 @@ class ExecuTorchExporter(Exporter):
     suffix = ".pte"
     extra = "executorch"
     precisions = ("fp32", "int8")
+    stream_precisions = ("fp32", "int8")
     quant_backend = "xnnpack"
     toolchain = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
 

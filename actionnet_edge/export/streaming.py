@@ -13,8 +13,10 @@ initial state, window). :class:`StreamRunner` runs such an artifact in its own r
 checks every tensor against that section; :func:`stream_parity` is the export's parity check.
 The frame is NCHW. Each 4-D state tensor is in its exporter's ``stream_state_layout`` (the
 section's ``layout``): NHWC in a ``.tflite``, whose convolutions LiteRT runs in NHWC (NCHW state
-costs two transposes per tensor there), NCHW elsewhere. fp32 only: int8 / fp16 streaming is not
-implemented.
+costs two transposes per tensor there), NCHW elsewhere. int8 (and fp16 where the exporter has it)
+keeps every state tensor float32 at the artifact's interface: the int8 graph quantizes each state
+input after reading it and dequantizes each new state before writing it (the section's
+``state_dtype`` and ``state_quantization`` say so), so runners and apps feed back what they got.
 """
 from __future__ import annotations
 
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 FRAME, LOGITS, FRAME_LOGITS = "frame", "logits", "frame_logits"
 OUT = "_out"  # suffix of a new-state output
 DEFAULT_PARITY_CLIPS = 8  # parity runs these clips' frames (8 x T) as one stream
+#: how the state crosses the artifact's interface, per precision (metadata.json's ``state_quantization``)
+STATE_QUANT = {"int8": "inside the graph: each state input is quantized to int8 (per-tensor scale and zero "
+                       "point of the graph) after it is read, each new state dequantized before it is written; "
+                       "feed back the float32 outputs unchanged",
+               "fp16": "float32 at the interface; fp16 weights dequantized to float32 in the graph"}
 
 
 def load_stream_source(checkpoint: str | Path | None, window: int | None):
@@ -46,8 +53,9 @@ def load_stream_source(checkpoint: str | Path | None, window: int | None):
         raise ActionNetError(f"the bundled model {bundled_checkpoint().name} is not installed; pass --checkpoint CKPT")
     ckpt = load_checkpoint(checkpoint)
     if isinstance(ckpt.raw.get("qat"), dict):
-        raise ActionNetError(f"{ckpt.path.name} is a QAT checkpoint: --streaming exports float (fp32) models only; "
-                             "int8 streaming is not supported")
+        raise ActionNetError(f"{ckpt.path.name} is a QAT checkpoint of the clip graph, whose banded temporal weights "
+                             "have no streaming form; export --streaming from its float causal checkpoint "
+                             "(int8: calibrated on streams)")
     if not ckpt.model.config.get("causal", False):
         raise ActionNetError(f"{ckpt.path.name} is not a causal model: --streaming needs one trained with "
                              "model.causal: true (this one looks at future frames)")
@@ -60,7 +68,7 @@ def io_names(spec: list[tuple[str, tuple[int, ...]]]) -> tuple[list[str], list[s
     return [FRAME, *state], [LOGITS, FRAME_LOGITS, *(n + OUT for n in state)]
 
 
-def streaming_section(stream, size: int) -> dict[str, Any]:
+def streaming_section(stream, size: int, precision: str = "fp32") -> dict[str, Any]:
     """The ``streaming`` section of metadata.json for ``stream`` at ``size`` px."""
     spec = stream.state_spec(1, size)
     k = int(stream.config["num_classes"])
@@ -79,6 +87,8 @@ def streaming_section(stream, size: int) -> dict[str, Any]:
         "state": state,
         "initial_state": "zeros",
         "state_floats": int(sum(np.prod(s) for _, s in spec)),
+        "state_dtype": "float32",
+        "state_quantization": STATE_QUANT.get(precision, "none: float32 throughout"),
         "usage": "one inference per frame: feed `frame` and the state (all zeros for the first frame); "
                  "feed every `<name>_out` back as `<name>` for the next frame",
     }
@@ -140,10 +150,12 @@ class StreamRunner:
 
 def stream_parity(run: StreamRunner, stream, clips: torch.Tensor, precision: str, th: Thresholds) -> dict[str, Any]:
     """All frames of ``clips`` (n, T, 3, S, S) in order as ONE stream through the artifact and
-    through PyTorch's StreamingActionNet, each fed back its own state outputs."""
+    through the PyTorch step ``stream`` (StreamingActionNet, or its converted int8 graph), each fed
+    back its own state outputs."""
     n, t = clips.shape[:2]
     frames = clips.reshape(n * t, 1, *clips.shape[2:]).float()
-    state_a, state_t = run.init_state(), stream.init_state(1, tuple(clips.shape[-2:]))
+    state_a = run.init_state()
+    state_t = [torch.from_numpy(a.copy()) for a in state_a]
     got, ref, state_err, run_s = [], [], 0.0, 0.0
     for x in frames:
         t0 = time.perf_counter()
@@ -159,8 +171,12 @@ def stream_parity(run: StreamRunner, stream, clips: torch.Tensor, precision: str
     res = evaluate(precision, a_l, r_l, None, th)
     res["frame_logits_vs_float"] = compare(r_f, a_f)
     res["state_max_abs_err"] = state_err
-    min_cos = th.min_cosine if precision == "fp32" else th.min_cosine_fp16
-    res["checks"][f"frame_logits cosine vs float >= {min_cos}"] = res["frame_logits_vs_float"]["cosine"] >= min_cos
+    if precision == "int8":
+        ok = res["frame_logits_vs_float"]["sqnr_db"] >= th.min_sqnr_db
+        res["checks"][f"frame_logits sqnr_db vs reference >= {th.min_sqnr_db}"] = ok
+    else:
+        min_cos = th.min_cosine if precision == "fp32" else th.min_cosine_fp16
+        res["checks"][f"frame_logits cosine vs float >= {min_cos}"] = res["frame_logits_vs_float"]["cosine"] >= min_cos
     res["failures"] = [k for k, ok in res["checks"].items() if not ok]
     res["passed"] = not res["failures"]
     res.update(clips=int(n), frames=int(n * t), runtime_seconds_per_frame=round(run_s / (n * t), 5),

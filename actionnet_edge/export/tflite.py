@@ -54,13 +54,14 @@ class TFLiteExporter(Exporter):
     precisions = ("fp32", "fp16", "int8")
     quant_backend = "litert"
     stream_state_layout = "NHWC"  # LiteRT's convolutions are NHWC: the state needs no transposes
+    stream_precisions = ("fp32", "fp16", "int8")  # fp16: float16 weights, float32 compute in LiteRT's CPU
     toolchain = ("ai_edge_litert.interpreter", "litert_torch")
 
     def convert(self, model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], precision: str,
                 path: Path, *, layout: str = "NCHW", metadata: dict, converter: str = "litert-torch",
                 input_names: list[str] | None = None, output_names: list[str] | None = None, **options) -> dict:
         """A tuple ``example`` (multi-input step) becomes a signature with ``input_names`` /
-        ``output_names`` (litert-torch, fp32 only). ``fold_layout=False`` keeps the layout
+        ``output_names`` (litert-torch; int8 and fp16 too). ``fold_layout=False`` keeps the layout
         transposes that :mod:`.tflite_layout` removes by default."""
         from ..models.edge import with_layout
         from .tflite_layout import fold_transposes
@@ -73,10 +74,9 @@ class TFLiteExporter(Exporter):
         net = with_layout(model, layout)
         x = example if layout == "NCHW" else example.permute(0, 1, 3, 4, 2).contiguous()
         if not isinstance(x, torch.Tensor):  # a multi-input step (streaming): a named signature
-            if converter != "litert-torch" or precision != "fp32":
-                raise ActionNetError("a multi-input (streaming) .tflite is made by the litert-torch converter, "
-                                     "in fp32 only")
-            blob = _litert_torch_named(net, tuple(x), input_names, output_names)
+            if converter != "litert-torch":
+                raise ActionNetError("a multi-input (streaming) .tflite is made by the litert-torch converter")
+            blob = _litert_torch_named(net, tuple(x), input_names, output_names, precision)
         elif converter == "onnx2tf":
             blob = _onnx2tf(net, x, precision, layout)
         else:
@@ -156,11 +156,30 @@ class _Named(nn.Module):
         return dict(zip(self.output_names, out if isinstance(out, (tuple, list)) else (out,)))
 
 
-def _litert_torch_named(model: nn.Module, example: tuple, input_names: list[str], output_names: list[str]) -> bytes:
+def _litert_torch_named(model: nn.Module, example: tuple, input_names: list[str], output_names: list[str],
+                        precision: str = "fp32") -> bytes:
+    """The multi-input step as a named signature; int8 keeps float32 inputs/outputs (``_float_io``)."""
+    import contextlib
+    import sys
+
     import litert_torch
 
+    quant, model = _static_int8(model) if precision == "int8" else (None, model)
     net = _Named(model.eval(), input_names, output_names).eval()
-    return litert_torch.convert(net, (), sample_kwargs=dict(zip(input_names, example))).model_content()
+    with contextlib.redirect_stdout(sys.stderr):  # litert-torch prints its progress on stdout
+        blob = litert_torch.convert(net, (), sample_kwargs=dict(zip(input_names, example)),
+                                    quant_config=quant).model_content()
+    return _float_io(blob) if precision == "int8" else _float16_weights(blob) if precision == "fp16" else blob
+
+
+def _static_int8(net: nn.Module):
+    """(litert-torch's static int8 config, the converted PT2E graph ready for it): the graph's
+    quantize/dequantize pairs become int8 tensors and kernels."""
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from ..quant import make_quantizer
+
+    return QuantConfig(pt2e_quantizer=make_quantizer("litert", qat=False)), litert_one_dequantize_per_user(net)
 
 
 def _litert_torch(net: nn.Module, x: torch.Tensor, precision: str) -> bytes:
@@ -171,14 +190,7 @@ def _litert_torch(net: nn.Module, x: torch.Tensor, precision: str) -> bytes:
 
     quant = None
     if precision == "int8":
-        from litert_torch.quantize.quant_config import QuantConfig
-
-        from ..quant import make_quantizer
-
-        # the model is already the converted PT2E graph; a static config makes the converter
-        # turn its quantize/dequantize pairs into int8 tensors and kernels
-        quant = QuantConfig(pt2e_quantizer=make_quantizer("litert", qat=False))
-        net = litert_one_dequantize_per_user(net)
+        quant, net = _static_int8(net)
     with contextlib.redirect_stdout(sys.stderr):  # litert-torch prints its progress on stdout (breaks --json)
         # named like metadata.json's input and output: signature serving_default, clips -> logits
         named = _Named(net.eval(), [INPUT_NAME], [OUTPUT_NAME]).eval()

@@ -47,7 +47,7 @@ class EdgeSTE(nn.Module):
     def __init__(self, src: STE) -> None:
         super().__init__()
         t, c = src.num_segments, src.channels
-        self.t = t
+        self.t, self.tap_offset = t, _tap_offset(src)  # the band's first tap (QAT keeps it banded)
         self.mean = nn.Conv2d(c, 1, 1, bias=False)
         self.conv = nn.Conv2d(t, t, 3, padding=1, bias=False)
         with torch.no_grad():
@@ -86,7 +86,7 @@ class EdgeCE(nn.Module):
     def __init__(self, src: CE) -> None:
         super().__init__()
         t = src.num_segments
-        self.t = t
+        self.t, self.tap_offset = t, _tap_offset(src)
         self.squeeze, self.expand = _linear(src.squeeze), _linear(src.expand)
         k1 = src.temporal.weight.detach()  # (r, r, 3)
         r = k1.shape[0]

@@ -37,7 +37,8 @@ def _structure_masks(model: nn.Module) -> dict[str, torch.Tensor]:
             t = m.t
             r = conv.weight.shape[0] // t
             band = torch.zeros(t, t)
-            for k in (-1, 0, 1):
+            first = getattr(m, "tap_offset", -1)  # t-1 (centred) or t-2 (causal): input frame - output frame
+            for k in range(first, first + 3):
                 band += torch.diag(torch.ones(t - abs(k)), k)
             mask = band.repeat_interleave(r, 0).repeat_interleave(r, 1)
             masks[f"{name}.{'conv' if isinstance(m, EdgeSTE) else 'temporal'}.weight"] = (
