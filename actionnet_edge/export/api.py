@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,10 +25,9 @@ import numpy as np
 import torch
 
 from ..checkpoint import Checkpoint, bundled_checkpoint, load_checkpoint, read_checkpoint
-from ..constants import MAX_SEGMENTS, MIN_SEGMENTS
-from ..errors import ActionNetError, unknown_name
+from ..errors import ActionNetError
 from ..fsutil import check_writable, fault_point, publish_dir, sweep_stale, temp_dir_for
-from .base import LAYOUTS, RuntimeUnavailable
+from .base import RuntimeUnavailable
 from ..models import check_input_size
 from ..models.edge import to_edge
 from ..quant import fake_quant_model, load_qat_checkpoint, quantize, quantize_step
@@ -37,6 +35,7 @@ from .metadata import build_metadata
 from .clips import sample_clips
 from .parity import Thresholds, evaluate, summary
 from .registry import get_exporter
+from .request import check_numbers, check_request
 from .vectors import VECTOR_CLIPS, write_vectors
 from .streaming import (DEFAULT_PARITY_CLIPS, StreamRunner, add_streaming, io_names, load_stream_source,
                         stream_parity, streaming_section)
@@ -165,8 +164,8 @@ def export_model(
     exporter = get_exporter(target)
     parity_clips = parity_clips if parity_clips is not None else (DEFAULT_PARITY_CLIPS if streaming else 32)
     th = thresholds or Thresholds()
-    _check_request(exporter, precision, layout, streaming, parity_clips, calib_clips, data_root, dataset)
-    _check_numbers(segments, th)
+    check_request(exporter, precision, layout, streaming, parity_clips, calib_clips, data_root, dataset)
+    check_numbers(segments, th)
     out = Path(output) if output is not None else default_output(checkpoint, target, precision, streaming)
     if out.exists() and not force:
         raise ActionNetError(f"output {out} already exists; pass --force to replace it")
@@ -200,26 +199,6 @@ def export_model(
     log.info("wrote %s (%s, %.1f MB) in %.1fs", out / meta["artifact"], target, report["size_bytes"] / 1e6,
              report["export_seconds"])
     return ExportResult(out, out / meta["artifact"], meta, report)
-
-
-def _check_request(exporter, precision: str, layout: str, streaming: bool, parity_clips: int, calib_clips: int,
-                   data_root, dataset) -> None:
-    """Reject a request the exporter cannot serve, before anything is loaded."""
-    if precision not in exporter.precisions:
-        raise unknown_name(f"precision for {exporter.name}", precision, exporter.precisions)
-    if layout not in LAYOUTS:
-        raise unknown_name("layout", layout, LAYOUTS)
-    if parity_clips < 1 or calib_clips < 1:
-        raise ActionNetError("--parity-clips and --calib-clips must be positive")
-    if streaming and precision not in exporter.stream_precisions:
-        raise ActionNetError(f"--streaming --target {exporter.name} exports {', '.join(exporter.stream_precisions)}; "
-                             f"{precision} streaming is not supported there")
-    if streaming and layout != "NCHW":
-        raise ActionNetError("--streaming takes NCHW frames (1, 3, S, S) only; drop --layout NHWC")
-    if data_root is not None and not Path(data_root).exists():
-        raise ActionNetError(f"data root not found: {data_root}")
-    if data_root is not None and not dataset:
-        raise ActionNetError("--data-root needs --dataset (the reader of that folder)")
 
 
 def _stream_source(checkpoint, segments: int | None, exporter) -> _Source:
@@ -349,17 +328,6 @@ def _publish(tmp: Path, out: Path, meta: dict, report: dict, force: bool) -> Non
     fault_point("publish.ready")
     publish_dir(tmp, out, force)
     fault_point("publish.done")
-
-
-def _check_numbers(segments: int | None, th: Thresholds) -> None:
-    """T and the parity thresholds: finite and in range, the limits in the error."""
-    if segments is not None and not MIN_SEGMENTS <= int(segments) <= MAX_SEGMENTS:
-        raise ActionNetError(f"--segments must be in {MIN_SEGMENTS}..{MAX_SEGMENTS}, got {segments}")
-    for name, value in th.to_dict().items():
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ActionNetError(f"parity threshold {name} must be a finite number, got {value}")
-        if name != "min_sqnr_db" and not 0 <= value <= 1:
-            raise ActionNetError(f"parity threshold {name} must be in 0..1, got {value}")
 
 
 def _parity(exporter, artifact: Path, layout: str, precision: str, model, quant_model, t: int, s: int, mean, std,
