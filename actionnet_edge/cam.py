@@ -25,7 +25,7 @@ from torch import nn
 
 from .errors import ActionNetError, unknown_name
 from .models import check_input_size
-from .writable import check_writable
+from .fsutil import check_writable
 
 log = logging.getLogger(__name__)
 

@@ -104,23 +104,27 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
-def check_writable(path: str | Path, what: str = "output") -> None:
-    """Fail now, before long work, if ``path`` (a file or folder to create) cannot be written:
-    a probe file is created and removed in its nearest existing folder."""
+def check_writable(path: str | Path, what: str = "output") -> Path:
+    """``path`` if it can be written (a file, or a folder when ``what`` ends with "folder"), else one
+    :class:`ActionNetError` such as ``cannot write --out /x/y.png: Permission denied (/x)``. Fails
+    now, before long work: a probe file is created and removed in the nearest existing folder."""
     path = Path(path)
+    is_folder = what.endswith("folder")
+    if path.exists() and path.is_dir() != is_folder:
+        meaning = os.strerror(errno.ENOTDIR if is_folder else errno.EISDIR)
+        raise ActionNetError(f"cannot write {what} {path}: {meaning}")
     folder = path if path.is_dir() else path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    if path.exists() and not path.is_dir() and what.endswith("folder"):
-        raise ActionNetError(f"{what} {path} exists and is not a folder")
     if not folder.is_dir():
-        raise ActionNetError(f"{what} {path}: {folder} is not a folder")
+        raise ActionNetError(f"cannot write {what} {path}: {os.strerror(errno.ENOTDIR)} ({folder})")
     try:
         fd, probe = tempfile.mkstemp(prefix=_tmp_prefix(Path("probe")), suffix=TMP_SUFFIX, dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise ActionNetError(f"cannot write {what} {path}: {folder}: {os.strerror(e.errno or 0)}") from None
+        raise ActionNetError(f"cannot write {what} {path}: {os.strerror(e.errno or 0)} ({folder})") from None
+    return path
 
 
 def _pid_alive(pid: int) -> bool:

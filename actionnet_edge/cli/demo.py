@@ -49,7 +49,7 @@ def run(video, camera, artifact, checkpoint, stride, alpha, save, max_frames, js
     from ..demo.live import run_live, save_format
     from ..demo.probe import check_artifact
     from ..demo.runtime import open_artifact, open_checkpoint
-    from ..writable import check_writable
+    from ..fsutil import check_writable
 
     if (video is None) == (camera is None):
         raise ActionNetError("give exactly one of --video FILE or --camera N")

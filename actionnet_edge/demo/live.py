@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import ActionNetError
-from ..writable import check_writable
+from ..fsutil import check_writable
 from .probe import first_line as _first_line
 from .runtime import Model
 from .window import SlidingWindow
