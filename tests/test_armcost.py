@@ -2,7 +2,7 @@
 counted rows, and under emulation the counter on tiny LiteRT artifacts: the same count twice, a
 larger count for a larger model, and a clear error when the guest marks nothing. The emulation
 tests need the QEMU with plugins built into the cache (``ensure_plugin_qemu``, several minutes, so
-never at test time) and the ARM64 runtimes of ``actionnet_edge.verify.arm64``; they are skipped,
+never at test time) and the ARM64 runtimes of ``actionnet_edge.arm64``; they are skipped,
 with the reason, where either is missing."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from actionnet_edge.bench.armcost import GuestEnv, count_artifact, count_regions, guest_environment, parse_regions
-from actionnet_edge.bench.armcost_qemu import locate_plugin_qemu
+from actionnet_edge.arm64 import locate_plugin_qemu
 from actionnet_edge.bench.armcost_report import goals, markdown, write_report
 from actionnet_edge.errors import ActionNetError
 
@@ -71,10 +71,8 @@ def _emulation():
     if pq is None:
         pytest.skip("QEMU with TCG plugins is not built in the cache (ensure_plugin_qemu(): a 5-minute build, "
                     "not done at test time)")
-    try:
-        from actionnet_edge.verify.arm64 import locate
-    except ImportError:
-        pytest.skip("the ARM64 runtimes (actionnet_edge.verify.arm64) are not in this tree")
+    from actionnet_edge.arm64 import locate
+
     try:
         env = locate()
     except ActionNetError as e:
