@@ -15,6 +15,8 @@ import torch
 
 from actionnet_edge.bench.armcost import GuestEnv, count_artifact, count_regions, guest_environment, parse_regions
 from actionnet_edge.arm64 import locate_plugin_qemu
+from actionnet_edge.arm64.cache import debian_mirror
+from actionnet_edge.arm64.guest import RUNNER_SOURCE, cache_root, locate
 from actionnet_edge.bench.armcost_report import goals, markdown, write_report
 from actionnet_edge.errors import ActionNetError
 
@@ -53,6 +55,33 @@ def test_goals_on_counted_rows(tmp_path):
     assert json.loads((tmp_path / "out/report.json").read_text())["rows"][0]["instructions"] == 600
     md = (tmp_path / "out/report.md").read_text()
     assert md == markdown(report) and "instructions, not milliseconds" in md and "| 600 |" in md
+
+
+def test_mirror_from_the_machines_apt_sources(tmp_path):
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    with pytest.raises(ActionNetError, match="apt has no Debian source configured"):
+        debian_mirror(apt)
+    (apt / "sources.list.d" / "a.sources").write_text(
+        "# URIs: http://old.example/debian\nTypes: deb\nURIs: http://mirror.example/debian-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n")
+    assert debian_mirror(apt) == "http://mirror.example/debian"
+    (apt / "sources.list").write_text("#deb http://x.example/debian bookworm main\n"
+                                      "deb [arch=amd64] http://one.example/debian bookworm main\n")
+    assert debian_mirror(apt) == "http://one.example/debian"
+
+
+def test_runner_folder_follows_its_source(tmp_path):
+    import hashlib
+
+    with pytest.raises(ActionNetError, match="missing"):
+        locate(tmp_path)
+    digest = hashlib.sha256(RUNNER_SOURCE.read_bytes()).hexdigest()[:12]
+    for d in ("qemu-aarch64", "sysroot/usr/bin/python3.11", "site", f"executorch-{digest}/runner"):
+        (tmp_path / d).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / d).write_text("")
+    assert locate(tmp_path).runner.parent.name == f"executorch-{digest}"
+    assert cache_root(tmp_path) == tmp_path
 
 
 def test_cli_refuses_other_files(tmp_path):
