@@ -110,7 +110,7 @@ def _emulation():
 
 
 def _tiny_tflite(path, size: int, width: float):
-    from actionnet_edge.export.edge import to_edge
+    from actionnet_edge.models.edge import to_edge
     from actionnet_edge.export.tflite import EXPORTER
     from actionnet_edge.models import create_model
 
