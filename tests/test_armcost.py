@@ -2,7 +2,7 @@
 counted rows, and under emulation the counter on tiny LiteRT artifacts: the same count twice, a
 larger count for a larger model, and a clear error when the guest marks nothing. The emulation
 tests need the QEMU with plugins built into the cache (``ensure_plugin_qemu``, several minutes, so
-never at test time) and the ARM64 runtimes of ``actionnet_edge.verify.arm64``; they are skipped,
+never at test time) and the ARM64 runtimes of ``actionnet_edge.arm64``; they are skipped,
 with the reason, where either is missing."""
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from actionnet_edge.bench.armcost import GuestEnv, count_artifact, count_regions, guest_environment, parse_regions
-from actionnet_edge.bench.armcost_qemu import locate_plugin_qemu
+from actionnet_edge.arm64 import locate_plugin_qemu
+from actionnet_edge.arm64.cache import debian_mirror
+from actionnet_edge.arm64.guest import RUNNER_SOURCE, cache_root, locate
 from actionnet_edge.bench.armcost_report import goals, markdown, write_report
 from actionnet_edge.errors import ActionNetError
 
@@ -55,6 +57,33 @@ def test_goals_on_counted_rows(tmp_path):
     assert md == markdown(report) and "instructions, not milliseconds" in md and "| 600 |" in md
 
 
+def test_mirror_from_the_machines_apt_sources(tmp_path):
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    with pytest.raises(ActionNetError, match="apt has no Debian source configured"):
+        debian_mirror(apt)
+    (apt / "sources.list.d" / "a.sources").write_text(
+        "# URIs: http://old.example/debian\nTypes: deb\nURIs: http://mirror.example/debian-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n")
+    assert debian_mirror(apt) == "http://mirror.example/debian"
+    (apt / "sources.list").write_text("#deb http://x.example/debian bookworm main\n"
+                                      "deb [arch=amd64] http://one.example/debian bookworm main\n")
+    assert debian_mirror(apt) == "http://one.example/debian"
+
+
+def test_runner_folder_follows_its_source(tmp_path):
+    import hashlib
+
+    with pytest.raises(ActionNetError, match="missing"):
+        locate(tmp_path)
+    digest = hashlib.sha256(RUNNER_SOURCE.read_bytes()).hexdigest()[:12]
+    for d in ("qemu-aarch64", "sysroot/usr/bin/python3.11", "site", f"executorch-{digest}/runner"):
+        (tmp_path / d).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / d).write_text("")
+    assert locate(tmp_path).runner.parent.name == f"executorch-{digest}"
+    assert cache_root(tmp_path) == tmp_path
+
+
 def test_cli_refuses_other_files(tmp_path):
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"x")
@@ -71,10 +100,8 @@ def _emulation():
     if pq is None:
         pytest.skip("QEMU with TCG plugins is not built in the cache (ensure_plugin_qemu(): a 5-minute build, "
                     "not done at test time)")
-    try:
-        from actionnet_edge.verify.arm64 import locate
-    except ImportError:
-        pytest.skip("the ARM64 runtimes (actionnet_edge.verify.arm64) are not in this tree")
+    from actionnet_edge.arm64 import locate
+
     try:
         env = locate()
     except ActionNetError as e:
@@ -83,7 +110,7 @@ def _emulation():
 
 
 def _tiny_tflite(path, size: int, width: float):
-    from actionnet_edge.export.edge import to_edge
+    from actionnet_edge.models.edge import to_edge
     from actionnet_edge.export.tflite import EXPORTER
     from actionnet_edge.models import create_model
 

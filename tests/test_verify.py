@@ -69,7 +69,7 @@ def _stream(root: Path, target: str) -> Path:
 
 @pytest.fixture(scope="module")
 def emulator():
-    from actionnet_edge.verify import arm64
+    from actionnet_edge import arm64
 
     try:
         return arm64.locate()

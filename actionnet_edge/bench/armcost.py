@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ActionNetError
-from .armcost_qemu import PluginQemu
+from .options import TEMPORAL_TO_VARIANT
+from ..arm64.cache import CPUS
+from ..arm64.plugins import PluginQemu
 
 log = logging.getLogger(__name__)
 
 MARK = 0x41524D43  # "ARMC"; the plugin's ARMCOST_MARK
-CPUS = ("cortex-a53", "cortex-a55", "cortex-a76")  # ARMv8.0; ARMv8.2 with dot product (little, big core)
 RUNNER_THREADS_ENV = "ACTIONNET_RUNNER_THREADS"  # the ExecuTorch runner's threadpool size
 GUEST_TIMEOUT = 1800.0  # seconds for one emulated process
 
@@ -187,8 +188,6 @@ def describe_artifact(path: Path) -> dict:
     meta_file = Path(path).parent / "metadata.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     config = meta.get("model_config") or meta.get("model") or {}
-    from .run import TEMPORAL_TO_VARIANT
-
     variant = TEMPORAL_TO_VARIANT.get(config.get("temporal"), config.get("temporal") or "unknown")
     return {"artifact": str(path), "runtime": "executorch" if Path(path).suffix == ".pte" else "litert",
             "variant": variant, "precision": meta.get("precision", "unknown"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ActionNetError
 from .armcost import CPUS, GuestEnv, count_artifact, describe_artifact
-from .armcost_qemu import QEMU_VERSION, ensure_plugin_qemu
+from ..arm64.plugins import QEMU_VERSION, ensure_plugin_qemu
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ MAX_STREAMING_BYTES = 3_000_000
 
 def export_artifacts(checkpoint: Path | None, opts, work: Path) -> list[tuple[Path | None, dict]]:
     """(artifact, row) per variant, precision and runtime (clip, and the step with ``opts.streaming``)."""
-    from .run import _export, prepare_sources
+    from .sources import export_artifact, prepare_sources
 
     notes: list[str] = []
     out = []
@@ -35,7 +35,7 @@ def export_artifacts(checkpoint: Path | None, opts, work: Path) -> list[tuple[Pa
         for runtime in [r for r in opts.runtimes if r in RUNTIMES]:
             for precision in opts.precisions:
                 for streaming in ([False, True] if opts.streaming else [False]):
-                    path, skipped = _export(src, runtime, precision, work, opts, streaming=streaming)
+                    path, skipped = export_artifact(src, runtime, precision, work, opts, streaming=streaming)
                     row = {"runtime": runtime, "variant": src.variant, "precision": precision,
                            "mode": "step" if streaming else "clip"}
                     if skipped:

@@ -173,15 +173,12 @@ def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segm
 
 
 def _arm_cost(checkpoint, artifacts, opts, cpus, out, work, as_json) -> None:
-    """`bench --arm-cost`: the ARM64 runtimes of actionnet_edge.verify.arm64, counted by bench.armcost_report."""
+    """`bench --arm-cost`: the ARM64 runtimes of actionnet_edge.arm64, counted by bench.armcost_report."""
+    from ..arm64 import ensure
     from ..bench.armcost import GuestEnv
     from ..bench.armcost_report import check_artifacts, markdown, run_arm_cost
 
     check_artifacts(artifacts)
-    try:
-        from ..verify.arm64 import ensure
-    except ImportError:
-        raise ActionNetError("--arm-cost needs the ARM64 runtimes (actionnet_edge.verify.arm64)") from None
     env = ensure()
     guest = GuestEnv(env.sysroot, env.python, env.site, env.runner)
     report = run_arm_cost(checkpoint, artifacts, opts, guest, cpus, out, work, command="actionnet-edge bench "

@@ -10,7 +10,7 @@ import click
 from ..errors import ActionNetError
 from .bench import _csv
 
-from ..verify.arm64 import CPUS
+from ..arm64 import CPUS
 
 
 @click.command("verify")
@@ -20,7 +20,7 @@ from ..verify.arm64 import CPUS
 @click.option("--cpu", "cpus", default=",".join(CPUS), show_default=True, callback=_csv("emulated CPU", list(CPUS)),
               help="Emulated CPUs for --on arm64 (comma-separated).")
 @click.option("--runner", type=click.Path(path_type=Path), default=None,
-              help="--on adb: the ExecuTorch runner built for Android (from actionnet_edge/verify/runner.cpp).")
+              help="--on adb: the ExecuTorch runner built for Android (from actionnet_edge/arm64/runner.cpp).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
 @click.option("--dry-run", is_flag=True, help="--on adb: print the adb commands only.")
 def command(folders: tuple[Path, ...], where: str, cpus: list[str], runner: Path | None, as_json: bool,

@@ -1,6 +1,6 @@
 """Test vectors on an Android phone over adb: push the artifact, the vectors and the runner, run, pull.
 
-The runner on the phone speaks the protocol of ``runner.cpp`` (beside this file): the ExecuTorch
+The runner on the phone speaks the protocol of ``actionnet_edge/arm64/runner.cpp``: the ExecuTorch
 runner built for Android (the same source, compiled with the Android NDK against ExecuTorch's
 Android libraries); it reads the inputs from the start of vectors.bin, where ``input`` lies.
 ONNX and TFLite artifacts are checked on the phone by the apps' self-test instead. Device names
@@ -57,7 +57,7 @@ def verify_device(arts: list[Artifact], device: str, runner: Path | None, *, dry
     if runner is None:
         if not dry_run:
             raise ActionNetError("--on adb:SERIAL needs --runner PATH: the ExecuTorch runner built for Android "
-                                 "from actionnet_edge/verify/runner.cpp (see docs/verify.md)")
+                                 "from actionnet_edge/arm64/runner.cpp (see docs/verify.md)")
         runner = Path(RUNNER_NAME)
     elif not runner.is_file():
         raise ActionNetError(f"runner '{runner}' does not exist")

@@ -184,7 +184,7 @@ def verify_host(arts: list[Artifact]) -> list[dict[str, Any]]:
 
 def verify_arm64(arts: list[Artifact], cpus: list[str], cache: str | Path | None = None) -> list[dict[str, Any]]:
     """Rows per CPU and artifact under QEMU (the emulated runtimes set up first when missing)."""
-    from . import arm64
+    from .. import arm64
 
     env = arm64.ensure(cache)
     runnable = [a for a in arts if a.target in EMULATED]

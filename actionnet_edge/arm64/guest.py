@@ -14,18 +14,19 @@ host's apt state:
   versions), unzipped into one folder for ``PYTHONPATH``;
 - ``runner``: our ExecuTorch runner (``runner.cpp`` beside this file) cross-compiled with Debian's
   ``g++-aarch64-linux-gnu`` against the aarch64 executorch wheel's headers and libraries (its
-  Python extension needs libtorch, whose aarch64 PyPI build needs CUDA libraries).
+  Python extension needs libtorch, whose aarch64 PyPI build needs CUDA libraries); its folder's
+  name carries the source's hash, so an edited ``runner.cpp`` is rebuilt.
 
 Each piece is built in a temporary folder and renamed into place, so a failed step is redone next
 time. :func:`locate` returns the same :class:`Arm64Env` without downloading anything.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import io
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,16 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ActionNetError
+from .cache import CPUS, cache_base, debian_mirror
+from .cache import run as _run
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "ACTIONNET_EDGE_CACHE"
-#: one emulated CPU per phone class: ARMv8.0 (no dot product), ARMv8.2 with dot product (little, big core)
-CPUS = ("cortex-a53", "cortex-a55", "cortex-a76")
 SUITE, BACKPORTS = "bookworm", "bookworm-backports"
 CROSS_PACKAGE, CROSS_CXX = "g++-aarch64-linux-gnu", "aarch64-linux-gnu-g++"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: what the sysroot starts from (apt adds their dependencies)
 SYSROOT_ROOTS = ("python3.11-minimal", "libpython3.11-stdlib", "libstdc++6", "libgcc-s1")
 #: wheels run inside the emulated Python (with what their metadata requires)
@@ -53,6 +52,7 @@ GUEST_WHEELS = ("numpy", "ai-edge-litert", "onnxruntime", "flatbuffers")
 EXECUTORCH_VERSION = "1.5.1"
 WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
                    "manylinux_2_28_aarch64")
+RUNNER_SOURCE = Path(__file__).resolve().with_name("runner.cpp")
 ET_LIBS = ("executorch_kernels_optimized", "executorch_kernels_quantized", "executorch_backend_xnnpack",
            "executorch_threadpool", "executorch")
 
@@ -88,14 +88,13 @@ class Arm64Env:
 
 def cache_root(cache: str | Path | None = None) -> Path:
     """The arm64 cache: ``cache``, else ``$ACTIONNET_EDGE_CACHE/arm64``, else ``~/.cache/actionnet-edge/arm64``."""
-    if cache is not None:
-        return Path(cache)
-    base = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "actionnet-edge"
-    return Path(base) / "arm64"
+    return Path(cache) if cache is not None else cache_base() / "arm64"
 
 
 def _env(root: Path) -> Arm64Env:
-    return Arm64Env(root, root / "qemu-aarch64", root / "sysroot", root / "site", root / "executorch" / "runner")
+    digest = hashlib.sha256(RUNNER_SOURCE.read_bytes()).hexdigest()[:12]
+    return Arm64Env(root, root / "qemu-aarch64", root / "sysroot", root / "site",
+                    root / f"executorch-{digest}" / "runner")
 
 
 def locate(cache: str | Path | None = None) -> Arm64Env:
@@ -133,31 +132,6 @@ def ensure(cache: str | Path | None = None) -> Arm64Env:
 # ---------------------------------------------------------------------------------------------
 
 
-def _run(cmd: list[str], what: str, **kw) -> str:
-    """Run a set-up command; its failure is one line naming the step."""
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    except FileNotFoundError:
-        raise ActionNetError(f"{what}: '{cmd[0]}' is not installed") from None
-    if p.returncode != 0:
-        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise ActionNetError(f"{what} failed: {tail[0]}")
-    return p.stdout
-
-
-def _mirror() -> str:
-    """The Debian mirror the host's apt already uses (its sources), else deb.debian.org."""
-    for f in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
-        try:
-            text = f.read_text()
-        except OSError:
-            continue
-        for m in re.finditer(r"(?:^URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(\S+)", text, re.M):
-            if not m.group(1).rstrip("/").endswith("-security"):
-                return m.group(1).rstrip("/")
-    return DEFAULT_MIRROR
-
-
 def _apt(root: Path, arch: str, suites: tuple[str, ...]) -> list[str]:
     """An ``apt-get`` command prefix with a private sources list, lists, cache and architecture."""
     d = root / "apt" / f"{arch}-{'-'.join(suites)}"
@@ -165,7 +139,7 @@ def _apt(root: Path, arch: str, suites: tuple[str, ...]) -> list[str]:
     (d / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
     (d / "parts").mkdir(exist_ok=True)
     signed = f"[signed-by={KEYRING}] " if Path(KEYRING).is_file() else ""
-    (d / "sources.list").write_text("".join(f"deb {signed}{_mirror()} {s} main\n" for s in suites))
+    (d / "sources.list").write_text("".join(f"deb {signed}{debian_mirror()} {s} main\n" for s in suites))
     opts = {"Dir::Etc::SourceList": d / "sources.list", "Dir::Etc::SourceParts": d / "parts",
             "Dir::State::Lists": d / "lists", "Dir::Cache": d / "cache", "Dir::State::status": "/dev/null",
             "APT::Architecture": arch, "APT::Architectures": arch, "Debug::NoLocking": "1"}
@@ -246,7 +220,7 @@ def _build_runner(root: Path, tmp: Path) -> None:
     et = out / "executorch"
     _run([cxx, "-std=c++17", "-O2", "-DC10_USING_CUSTOM_GENERATED_MACROS", f"-I{et / 'include'}",
           f"-I{et / 'include/executorch/runtime/core/portable_type/c10'}", "-o", str(out / "runner"),
-          str(Path(__file__).with_name("runner.cpp")), f"-L{et / 'lib'}", "-Wl,--no-as-needed",
+          str(RUNNER_SOURCE), f"-L{et / 'lib'}", "-Wl,--no-as-needed",
           *(f"-l{lib}" for lib in ET_LIBS), "-Wl,-rpath,$ORIGIN/executorch/lib"], "compiling the ExecuTorch runner")
     shutil.rmtree(et / "include")
     shutil.rmtree(et / "lib" / "cmake", ignore_errors=True)

@@ -2,7 +2,8 @@
 
 Debian's QEMU builds have no plugin support, so :func:`ensure_plugin_qemu` builds QEMU
 (``aarch64-linux-user`` only) from the upstream tarball of Debian's bookworm-backports source
-package (fetched with apt's private lists and checked against the signed Sources index), with
+package (from the machine's own Debian archive, :func:`.cache.debian_mirror`, with apt's private lists,
+checked against the signed Sources index), with
 meson and pycotap from PyPI in a private venv and ninja / glib from Debian. The plugin
 (``assets/armcost_plugin.c``) is compiled against that QEMU's ``qemu-plugin.h``; its file name
 carries the source's hash, so an edited plugin is rebuilt. Everything is built in a temporary
@@ -24,13 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ActionNetError
+from .cache import cache_base, debian_mirror
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "ACTIONNET_EDGE_CACHE"
 QEMU_VERSION = "10.0.2"
 SOURCE_SUITE = "bookworm-backports"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 BUILD_PYPI = ("meson==1.5.2", "pycotap==1.3.1")  # QEMU 10.0 needs meson >= 1.5; its tarball ships neither wheel
 DEBIAN_BUILD = {"ninja": "ninja-build", "pkg-config": "pkg-config", "cc": "gcc", "xz": "xz-utils"}
 CONFIGURE = ("--target-list=aarch64-linux-user", "--enable-plugins", "--disable-system", "--disable-tools",
@@ -46,14 +46,8 @@ class PluginQemu:
     plugin: Path
 
 
-def cache_root(cache: str | Path | None = None) -> Path:
-    if cache is not None:
-        return Path(cache)
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "actionnet-edge")
-
-
 def qemu_dir(cache: str | Path | None = None) -> Path:
-    return cache_root(cache) / f"qemu-plugins-{QEMU_VERSION}"
+    return cache_base(cache) / f"qemu-plugins-{QEMU_VERSION}"
 
 
 def plugin_path(cache: str | Path | None = None) -> Path:
@@ -151,19 +145,6 @@ def _ninja(build: Path, say, log_file: Path) -> None:
         raise ActionNetError(f"building QEMU failed: {errors[0][:300]} (log: {log_file})")
 
 
-def _mirror() -> str:
-    """The Debian mirror the machine's apt already uses (deb.debian.org when none is named)."""
-    texts = []
-    for f in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
-        try:
-            texts.append(f.read_text())
-        except OSError:
-            continue
-    for m in re.finditer(r"(?:URIs:|deb)\s+(?:\[[^\]]*\]\s+)?(\S+/debian)/?\s", "\n".join(texts)):
-        return m[1]
-    return DEFAULT_MIRROR
-
-
 def _fetch_source(tmp: Path) -> Path:
     """The upstream tarball of Debian's qemu source package, its sha256 checked against apt's signed index."""
     if shutil.which("apt-get") is None:
@@ -171,7 +152,7 @@ def _fetch_source(tmp: Path) -> Path:
     apt = tmp / "apt"
     for d in ("lists/partial", "cache/archives/partial"):
         (apt / d).mkdir(parents=True)
-    (apt / "sources.list").write_text(f"deb-src {_mirror()} {SOURCE_SUITE} main\n")
+    (apt / "sources.list").write_text(f"deb-src {debian_mirror()} {SOURCE_SUITE} main\n")
     opts = ["-o", f"Dir::Etc::SourceList={apt / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
             "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::Cache={apt / 'cache'}",
             "-o", "Dir::State::status=/dev/null"]
