@@ -134,7 +134,7 @@ def test_cli_json_default_target(video, ckpts, tmp_path):
 
     r = CliRunner().invoke(main, ["cam", str(video), "-c", str(ckpts["action"]), "-o", str(tmp_path / "a.png"), "--json"])
     assert r.exit_code == 0, r.output
-    s = json.loads(r.output)
+    s = json.loads(r.stdout)
     assert s["frames"] == T and s["size"] == SIZE and len(s["rows"]) == 1
     assert s["rows"][0]["target"] == s["rows"][0]["top1"]
 
@@ -147,7 +147,7 @@ def test_cli_size_override(video, ckpts, tmp_path):
     r = CliRunner().invoke(main, ["cam", str(video), "-c", str(ckpts["none"]), "-c", str(ckpts["action"]),
                                   "-o", str(out), "--size", "96", "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["size"] == 96
+    assert json.loads(r.stdout)["size"] == 96
     assert np.asarray(Image.open(out)).shape[:2] == (3 * 175, WIDTH)
 
 
