@@ -164,6 +164,8 @@ def test_cli_errors(setup, tmp_path):
     r = cli("evaluate", "--checkpoint", str(setup["ckpt"]), "--dataset", "jester")
     assert r.exit_code == 2 and "needs a data root" in r.stderr
     (tmp_path / "val.csv").write_text("a.mp4,a\nb.mp4,b\nc.mp4,c\nd.mp4,d\n")
+    for name in "abcd":  # the rows name files that exist: the label check is what refuses them
+        (tmp_path / f"{name}.mp4").write_bytes(b"")
     r = cli("evaluate", "--checkpoint", str(setup["ckpt"]), "--dataset", "csv", "--data-root", str(tmp_path))
     assert r.exit_code == 2 and "do not match the checkpoint" in r.stderr
 

@@ -142,7 +142,7 @@ def test_cli_errors(tmp_path):
     r = _cli("train", str(bad))
     assert r.exit_code == 2 and "Error:" in r.output and "2 problems" in r.output and "mobilenet_v2" in r.output
     r = _cli("train", str(tmp_path / "missing.yaml"))
-    assert r.exit_code == 2 and "recipe not found" in r.output
+    assert r.exit_code == 2 and "unknown recipe" in r.output and "synthetic" in r.output
     r = _cli("train", str(SYNTH), "--output", str(tmp_path / "run"), "--resume")
     assert r.exit_code == 2 and "nothing to resume" in r.output
     r = _cli("train", str(SYNTH), "--set", "train.lr")
