@@ -23,12 +23,15 @@ install: $(STAMP) $(WEB_STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/actionnet-edge quickstart --out out/quickstart --force
 
+# test files spread over up to 4 processes (pytest-xdist); each file's fixtures stay in one
+PYTEST := $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+
 test: $(STAMP) $(WEB_STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 # the everyday tier: no whole-model conversions or trainings
 test-fast: $(STAMP) $(WEB_STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf $(VENV) out

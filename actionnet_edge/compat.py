@@ -114,8 +114,10 @@ def _is_same_scale(node: torch.fx.Node) -> bool:
 def align_same_scale_ranges(gm: torch.fx.GraphModule) -> int:
     """Give each quantize that follows dequantize -> same-scale ops the dequantize's parameters.
 
-    After PTQ the two sides agree (one observer saw the same values); after QAT the far side's
-    fake-quant observed rounded values and drifts a little, which LiteRT's converter rejects.
+    After QAT the far side's fake-quant observed rounded values and drifts a little; litert-torch
+    0.10's converter folds that requantize into a layout TRANSPOSE (under its greedy layout
+    partition, which every full model gets) and then rejects the TRANSPOSE's two scales
+    ("quantization parameters violate the same scale constraint"; tests/test_compat.py).
     Returns how many changed.
     """
     changed = 0

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .errors import ActionNetError
 
-__all__ = ["configure", "capture", "console", "LOG_NAME", "TAIL_LINES"]
+__all__ = ["configure", "capture", "console", "console_level", "LOG_NAME", "TAIL_LINES"]
 
 #: file name of the captured output inside an output folder
 LOG_NAME = "actionnet-edge.log"
@@ -86,6 +86,22 @@ def configure(verbose: int = 0, quiet: bool = False) -> None:
     logging.captureWarnings(True)
     warnings.simplefilter("default")  # once per location, into the log (not the console)
     _state["verbose"] = verbose
+
+
+@contextmanager
+def console_level(level: int) -> Iterator[None]:
+    """Only records at ``level`` and above reach the console while inside (a captured log file
+    still gets every record); with ``-v`` nothing changes."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, _Console)]
+    saved = [h.level for h in handlers]
+    if not _state["verbose"]:
+        for h in handlers:
+            h.setLevel(max(level, h.level))
+    try:
+        yield
+    finally:
+        for h, old in zip(handlers, saved):
+            h.setLevel(old)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""One progress bar for every long step (training epochs, evaluation, calibration, bench rounds).
+"""One progress bar for every long step (training epochs, evaluation, calibration, synthetic sets, bench rounds).
 
 A tqdm bar on stderr with throughput and ETA. It is shown only on a terminal and at the INFO
 log level: off when stderr is not a TTY (logs in files and CI keep their plain INFO lines,

@@ -16,6 +16,14 @@ import torch
 log = logging.getLogger(__name__)
 
 T, SIZE, K = 4, 64, 5
+# what an export folder holds beside its artifact (the CLI adds its actionnet-edge.log)
+EXPORT_FILES = ["metadata.json", "report.json", "vectors.bin", "vectors.json"]
+
+
+def embedded_part(meta: dict) -> dict:
+    """metadata.json as the artifact embeds it: all but the ``vectors`` section, which names the
+    test-vector files written beside the artifact after the conversion."""
+    return {k: v for k, v in meta.items() if k != "vectors"}
 
 
 def export_test_model(causal: bool = False, temporal_noise: float = 0.0, seed: int = 0) -> torch.nn.Module:

@@ -79,3 +79,87 @@ def test_xnnpack_backend_takes_no_extra_passes():
         assert added and preprocess.XNNPACKPassManager is not base
         assert issubclass(preprocess.XNNPACKPassManager, base)
     assert preprocess.XNNPACKPassManager is base
+
+
+def _litert_int8(net: nn.Module, x: torch.Tensor) -> bytes:
+    """The .tflite of a converted PT2E graph, as export/tflite.py lowers it (static int8)."""
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from actionnet_edge.quant import make_quantizer
+
+    quant = QuantConfig(pt2e_quantizer=make_quantizer("litert", qat=False))
+    return litert_torch.convert(net, (x,), quant_config=quant).model_content()
+
+
+class _Transposed(nn.Module):
+    """conv -> transpose -> a conv and a mean: the shift's way out of an ACTION module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        z = self.a(x).transpose(2, 3)
+        return self.b(z), z.mean((2, 3))
+
+
+def test_litert_converter_needs_one_scale_across_a_transpose(monkeypatch):
+    """litert-torch's converter folds a requantize into the TRANSPOSE next to it, then rejects that
+    TRANSPOSE ("violate the same scale constraint"); after QAT the quantize behind same-scale ops
+    drifts from the dequantize before them (its observer saw already rounded values).
+
+    Only with its greedy layout partition, used once |V|^2 |E| >= 2000^3 (our smallest ACTION model
+    is past that); a graph this small gets the min-cut one and a QUANTIZE op, hence the setenv."""
+    pytest.importorskip("litert_torch")
+    from actionnet_edge.compat import align_same_scale_ranges
+    from actionnet_edge.quant.pt2e import convert, prepare, set_qat_mode
+
+    monkeypatch.setenv("LAYOUT_OPTIMIZE_PARTITIONER", "GREEDY")
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 4, 4)
+    prepared = prepare(_Transposed(), "litert", x, qat=True)
+    set_qat_mode(prepared, True)
+    opt = torch.optim.SGD(prepared.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        sum(y.square().mean() for y in prepared(torch.randn(2, 3, 4, 4))).backward()
+        opt.step()
+    gm = convert(prepared, fold_weights=False)
+    q = next(n for n in gm.graph.nodes if n.target == torch.ops.quantized_decomposed.quantize_per_tensor.default
+             and n.args[0].target == torch.ops.aten.transpose.int)
+    assert q.args[1:3] != q.args[0].args[0].args[1:3]  # QAT drifted: scale/zero point differ across it
+    with pytest.raises(ValueError, match="'tfl.transpose' op quantization parameters violate the same scale"):
+        _litert_int8(gm, x)
+    assert align_same_scale_ranges(gm) == 1
+    assert _litert_int8(gm, x)
+
+
+class _SharedDequantize(nn.Module):
+    """conv -> a reshape (NCHW) and a slice into a conv (NHWC): two users torchao leaves unannotated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        return y.reshape(y.shape[0], -1), self.b(y[:, :, 1:, 1:])
+
+
+def test_litert_layout_pass_fails_on_a_shared_dequantize():
+    """torchao's convert gives the reshape and the slice one dequantize; litert-torch's layout pass,
+    inserting the reshape's transpose to NCHW after it, overwrites that node's meta (its shape
+    and layout mark) and then refuses to move it to NHWC for the slice."""
+    pytest.importorskip("litert_torch")
+    from actionnet_edge.compat import litert_one_dequantize_per_user
+    from actionnet_edge.quant import quantize
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 4, 4)
+    gm = quantize(_SharedDequantize(), "litert", calib=[torch.randn(2, 3, 4, 4)], example=x)
+    dq = torch.ops.quantized_decomposed.dequantize_per_tensor.default
+    assert any(n.target == dq and len(n.users) == 2 for n in gm.graph.nodes)
+    with pytest.raises(AssertionError, match="non-NHWC compatible node to NHWC: dequantize_per_tensor"):
+        _litert_int8(gm, x)
+    assert _litert_int8(litert_one_dequantize_per_user(gm), x)

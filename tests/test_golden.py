@@ -171,17 +171,69 @@ def _streaming_metadata(path: Path) -> Path:
     return path
 
 
+def _json_number(v: float) -> float | str:
+    """A figure for expected.json: strict JSON has no inf/NaN, so those become strings ("Infinity")."""
+    v = float(v)
+    return v if np.isfinite(v) else ("NaN" if np.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
+
+
+def _selftest_folder(dest: Path, src: Path | None = None) -> Path:
+    """A folder for the apps' SelfTest tests: the vectors.json + vectors.bin of ``src`` (already in
+    ``dest`` when None) and expected.json, the Python judge's figures and checks when the app's
+    output is the host runtime's tensor (the PyTorch reference's when the vectors have none)."""
+    from actionnet_edge.export.vectors import read_vectors
+    from actionnet_edge.verify.check import judge
+
+    dest.mkdir(parents=True, exist_ok=True)
+    if src is not None:
+        for name in ("vectors.json", "vectors.bin"):
+            shutil.copy(src / name, dest / name)
+    vec = read_vectors(dest)
+    ref = "host_runtime" if "host_runtime" in vec.tensors else "pytorch"
+    out = {"logits": vec.tensors[ref]}
+    if vec.stream:
+        out["frame_logits"] = vec.tensors[f"{ref}_frame_logits"]
+    row = judge(vec, out)
+    figures = {k: {f: _json_number(x) for f, x in v.items()} for k, v in row.items() if isinstance(v, dict) and k != "checks"}
+    expected = {"output": ref, "frame_output": f"{ref}_frame_logits" if vec.stream else None, "figures": figures,
+                "checks": [[k, bool(ok)] for k, ok in row["checks"].items()], "passed": bool(row["passed"])}
+    (dest / "expected.json").write_text(json.dumps(expected, indent=1))
+    return dest
+
+
+def _stream_vectors(dest: Path) -> Path:
+    """A streaming step's vectors as the exporter writes them (``write_vectors`` with a tiny causal
+    model, 2 clips of 4 frames at 32 px; no artifact, so no host runtime tensor)."""
+    from _demo_fixtures import export_test_model
+
+    from actionnet_edge.export.parity import Thresholds
+    from actionnet_edge.export.vectors import write_vectors
+    from actionnet_edge.models.streaming import to_streaming
+
+    dest.mkdir(parents=True)
+    stream = to_streaming(export_test_model(causal=True, temporal_noise=0.05))
+    clips = torch.randn(4, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    meta = {"artifact": "model_streaming.onnx", "target": "onnx", "precision": "fp32", "layout": "NCHW"}
+    write_vectors(dest, None, dest / meta["artifact"], meta, Thresholds(), None, None, stream, clips)
+    return _selftest_folder(dest)
+
+
 @pytest.mark.skipif(shutil.which("kotlinc") is None or not all(j.exists() for j in _JARS),
                     reason="needs Debian's kotlin, junit4 and libandroid-json-java (apt-get install kotlin junit4 libandroid-json-java)")
-@pytest.mark.slow  # Kotlin compile and JVM run
+@pytest.mark.slow  # Kotlin compile and JVM run, a tiny ONNX export
 def test_android_mirror_passes_its_junit_tests_on_the_jvm(tmp_path):
-    """Compile the Android app's GestureWindow.kt + StreamingState.kt and their JUnit tests with
-    kotlinc and run them on the JVM against tests/golden and a streaming metadata.json (no Gradle
-    or Android SDK needed for the pure classes)."""
+    """Compile the Android app's GestureWindow.kt + StreamingState.kt + SelfTest.kt and their JUnit
+    tests with kotlinc and run them on the JVM against tests/golden, a streaming metadata.json, and
+    the test vectors of a real export (the tiny ONNX one) and of a streaming step, with the Python
+    judge's figures for them (no Gradle or Android SDK needed for the pure classes)."""
     import os
 
-    env = dict(os.environ, STREAMING_METADATA=str(_streaming_metadata(tmp_path / "metadata.json")))
+    from _demo_fixtures import tiny_artifact
+
+    env = dict(os.environ, STREAMING_METADATA=str(_streaming_metadata(tmp_path / "metadata.json")),
+               SELFTEST_VECTORS=str(_selftest_folder(tmp_path / "vectors", tiny_artifact())),
+               SELFTEST_STREAM_VECTORS=str(_stream_vectors(tmp_path / "stream_vectors")))
     r = subprocess.run(["bash", str(ROOT / "android_demo" / "jvm_tests.sh")], capture_output=True, text=True,
                        timeout=600, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "OK (10 tests)" in r.stdout, r.stdout[-3000:]
+    assert "OK (18 tests)" in r.stdout, r.stdout[-3000:]

@@ -107,7 +107,7 @@ def test_int8_export_of_qat_checkpoint(qat_run, tmp_path):
     out, _ = qat_run
     # 4 steps of QAT on a random tiny model: its int8-vs-float gap means nothing, so the gate
     # here is the .pte against the converted PyTorch int8 model it was lowered from (below)
-    th = Thresholds(min_sqnr_db=float("-inf"), min_top1_int8=0.5)
+    th = Thresholds(min_sqnr_db=0.0, min_top1_int8=0.5)
     res = export_model(out / "last.pt", "executorch", tmp_path / "pte", precision="int8", parity_clips=8,
                        thresholds=th)
     report = json.loads((res.output / "report.json").read_text())
@@ -133,7 +133,7 @@ def litert_qat_export(float_ckpt, tmp_path_factory):
     report = run_qat(_recipe("xnnpack"), root / "run", init=float_ckpt, backend="litert", max_steps=4, device="cpu")
     # 4 QAT steps on a random tiny model (tiny, nearly equal logits): int8 vs float and top-1
     # mean nothing; the gate is the .tflite's cosine against the converted PyTorch int8 model
-    th = Thresholds(min_sqnr_db=float("-inf"), min_top1_int8=0.0)
+    th = Thresholds(min_sqnr_db=0.0, min_top1_int8=0.0)
     res = export_model(root / "run" / "last.pt", "tflite", root / "tflite", precision="int8", parity_clips=8,
                        thresholds=th)
     return report, res

@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from _demo_fixtures import SIZE as S, T, export_test_model, moving_square, save_test_checkpoint, target_available, write_mp4
+from _demo_fixtures import EXPORT_FILES, SIZE as S, T, export_test_model, moving_square, save_test_checkpoint, target_available, write_mp4
 from actionnet_edge.checkpoint import load_checkpoint
 from actionnet_edge.cli.main import main
 from actionnet_edge.errors import ActionNetError
@@ -72,7 +72,7 @@ def test_streaming_export_round_trip(target, ckpt, out_root):
     res = _export(ckpt, out_root, target)
     exporter = EXPORTERS[target]
     assert res.artifact.name == f"causal_fp32_streaming{exporter.suffix}"
-    assert sorted(p.name for p in res.output.iterdir()) == sorted([res.artifact.name, "metadata.json", "report.json"])
+    assert sorted(p.name for p in res.output.iterdir()) == sorted([res.artifact.name, *EXPORT_FILES])
     assert not [p for p in out_root.iterdir() if p.name.startswith(".")]  # no temp folder left
 
     # metadata.json: the state described exactly as the PyTorch step's state_spec

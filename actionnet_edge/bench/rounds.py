@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..progress import progress
 from . import adb
 from .machine import Machine, set_floor
 from .options import BenchOptions, Source
@@ -53,20 +54,27 @@ def run_rounds(jobs: list[Job], opts: BenchOptions, serial: str | None, echo: Ca
     """Time every job once per round (one round on a phone), appending each result to its job."""
     rounds = 1 if serial else opts.rounds
     total, done, t_start = len(jobs) * rounds, 0, time.perf_counter()
-    for r in range(rounds):
-        for row, src, rt, artifact, threads, got in jobs if r % 2 == 0 else jobs[::-1]:
-            if serial:
-                res = adb.run_on_device(serial, rt, artifact, opts.binaries[rt], threads=threads, warmup=opts.warmup,
-                                        runs=opts.runs, dry_run=opts.dry_run, echo=echo)
+    with progress(total, "bench", unit="run") as bar:
+        for r in range(rounds):
+            for row, src, rt, artifact, threads, got in jobs if r % 2 == 0 else jobs[::-1]:
+                res = _time_job(src, rt, artifact, threads, opts, serial, echo)
+                bar.update(1)
                 if res is None:  # dry run
                     continue
-            else:
-                shape = (1, 3, src.size, src.size) if src.mode == "frame" else (1, src.segments, 3, src.size, src.size)
-                res = measure(rt, artifact=artifact, config=src.config, shape=shape, threads=threads,
-                              warmup=opts.warmup, runs=opts.runs, max_seconds=opts.max_seconds, streaming=src.streaming)
-            done += 1
-            got.append(res)
-            _log_result(res, row, src, done, total, r, rounds, (time.perf_counter() - t_start) / done * (total - done))
+                done += 1
+                got.append(res)
+                _log_result(res, row, src, done, total, r, rounds, (time.perf_counter() - t_start) / done * (total - done))
+
+
+def _time_job(src: Source, rt: str, artifact, threads: int, opts: BenchOptions, serial: str | None,
+              echo: Callable[[str], None]) -> dict | None:
+    """One timing of one artifact: on the phone ``serial`` over adb, else in a host worker process."""
+    if serial:
+        return adb.run_on_device(serial, rt, artifact, opts.binaries[rt], threads=threads, warmup=opts.warmup,
+                                 runs=opts.runs, dry_run=opts.dry_run, echo=echo)
+    shape = (1, 3, src.size, src.size) if src.mode == "frame" else (1, src.segments, 3, src.size, src.size)
+    return measure(rt, artifact=artifact, config=src.config, shape=shape, threads=threads,
+                   warmup=opts.warmup, runs=opts.runs, max_seconds=opts.max_seconds, streaming=src.streaming)
 
 
 def _log_result(res: dict, row: dict, src: Source, done: int, total: int, r: int, rounds: int, eta: float) -> None:

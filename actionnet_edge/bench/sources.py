@@ -100,8 +100,9 @@ def export_artifact(src: Source, runtime: str, precision: str, work: Path, opts:
     exporter = EXPORTERS[rt.target]
     if precision not in exporter.precisions:
         return None, ("skipped", f"the {rt.target} exporter has no {precision} (it offers {', '.join(exporter.precisions)})")
-    if streaming and precision != "fp32":
-        return None, ("skipped", f"{precision} streaming export is not supported (fp32 only)")
+    if streaming and precision not in exporter.stream_precisions:
+        return None, ("skipped", f"the {rt.target} exporter has no {precision} streaming step "
+                                 f"(it offers {', '.join(exporter.stream_precisions)})")
     out = work / "artifacts" / f"{src.variant}-{rt.target}-{precision}-t{src.segments}-s{src.size}" \
         f"{'-streaming' if streaming else ''}"
     meta_path = out / "metadata.json"

@@ -181,6 +181,7 @@ def _arm_cost(checkpoint, artifacts, opts, cpus, out, work, as_json) -> None:
     check_artifacts(artifacts)
     env = ensure()
     guest = GuestEnv(env.sysroot, env.python, env.site, env.runner)
-    report = run_arm_cost(checkpoint, artifacts, opts, guest, cpus, out, work, command="actionnet-edge bench "
-                          + shlex.join(sys.argv[2:]), echo=lambda m: click.echo(m, err=True))
+    with capture(Path(out) / LOG_NAME):  # the converters' and emulator's own output
+        report = run_arm_cost(checkpoint, artifacts, opts, guest, cpus, out, work, command="actionnet-edge bench "
+                              + shlex.join(sys.argv[2:]), echo=lambda m: click.echo(m, file=console()))
     click.echo(json.dumps(report, indent=2) if as_json else markdown(report).rstrip("\n"))

@@ -9,16 +9,18 @@ import click
 
 from ..constants import EXPORT_TARGETS
 from ..errors import ActionNetError
-from ..logs import LOG_NAME, capture
+from ..logs import LOG_NAME, capture, console_level
 from ..progress import progress
 
 log = logging.getLogger(__name__)
 
 
-def run_quickstart(out: Path, checkpoint: str | None = None, parity_clips: int = 32, force: bool = False) -> dict:
+def run_quickstart(out: Path, checkpoint: str | None = None, parity_clips: int = 32, force: bool = False,
+                   thresholds=None) -> dict:
     """Profile the model, then export + verify it for each installed target (fp32; int8 where
     the target has an int8 path). Returns the summary written to ``out/summary.json``; the
-    converters' own output goes to ``out/actionnet-edge.log``."""
+    converters' own output goes to ``out/actionnet-edge.log``; ``thresholds`` (parity.Thresholds)
+    default to export's."""
     from ..bench.macs import profile_model
     from ..checkpoint import load_checkpoint
 
@@ -30,7 +32,7 @@ def run_quickstart(out: Path, checkpoint: str | None = None, parity_clips: int =
     out.mkdir(parents=True, exist_ok=True)
     (out / LOG_NAME).unlink(missing_ok=True)
     with capture(out / LOG_NAME):
-        rows = _export_all(out, checkpoint, parity_clips, force)
+        rows = _export_all(out, checkpoint, parity_clips, force, thresholds)
     summary = {"checkpoint": str(ckpt.path), "profile": {k: v for k, v in prof.to_dict().items() if k != "breakdown"},
                "exports": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -53,25 +55,26 @@ def _jobs() -> tuple[list[tuple[str, str]], list[dict]]:
     return jobs, skipped
 
 
-def _export_all(out: Path, checkpoint: str | None, parity_clips: int, force: bool) -> list[dict]:
+def _export_all(out: Path, checkpoint: str | None, parity_clips: int, force: bool, thresholds) -> list[dict]:
     """One row per export (a progress bar over them); a failed one is logged and the rest go on."""
     jobs, rows = _jobs()
     with progress(len(jobs), "exports", unit="export") as bar:
         for name, precision in jobs:
             bar.set_postfix_str(f"{name} {precision}")
-            rows.append(_export_one(out, checkpoint, name, precision, parity_clips, force))
+            rows.append(_export_one(out, checkpoint, name, precision, parity_clips, force, thresholds))
             bar.update(1)
     order = {name: i for i, name in enumerate(EXPORT_TARGETS)}
     return sorted(rows, key=lambda r: order.get(r["target"], len(order)))
 
 
-def _export_one(out: Path, checkpoint, name: str, precision: str, parity_clips: int, force: bool) -> dict:
+def _export_one(out: Path, checkpoint, name: str, precision: str, parity_clips: int, force: bool, thresholds) -> dict:
     from ..export.api import export_model
 
     row = {"target": name, "precision": precision}
     try:
-        res = export_model(checkpoint, name, out / f"{name}-{precision}", precision=precision,
-                           parity_clips=parity_clips, force=force)
+        with console_level(logging.WARNING):  # the export's INFO lines go to the log; one line here
+            res = export_model(checkpoint, name, out / f"{name}-{precision}", precision=precision,
+                               parity_clips=parity_clips, force=force, thresholds=thresholds)
     except ActionNetError as e:
         log.warning("%s %s failed: %s (details in %s)", name, precision, e, out / LOG_NAME)
         row.update(status="failed", detail=str(e))
@@ -85,6 +88,7 @@ def _export_one(out: Path, checkpoint, name: str, precision: str, parity_clips: 
                    max_abs_err=vf["max_abs_err"], ms_per_clip=round(1000 * p["runtime_seconds_per_clip"], 1))
     else:
         row["detail"] = p.get("skipped")
+    log.info("%s %s: %s, %s", name, precision, row["status"], res.artifact)
     return row
 
 
@@ -93,10 +97,18 @@ def _export_one(out: Path, checkpoint, name: str, precision: str, parity_clips: 
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="[default: the bundled model]")
 @click.option("--parity-clips", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--force", is_flag=True, help="Replace earlier exports in --out.")
+@click.option("--min-sqnr", default=None, type=float, help="int8 SQNR vs float, dB [default: export's].")
+@click.option("--min-top1-int8", default=None, type=float, help="int8 top-1 agreement with float (0..1) [default: export's].")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json.")
-def command(out, checkpoint, parity_clips, force, as_json):
+def command(out, checkpoint, parity_clips, force, min_sqnr, min_top1_int8, as_json):
     """Profile the bundled model and export it to every installed target, each verified for parity."""
-    s = run_quickstart(Path(out), checkpoint, parity_clips, force)
+    from ..export.parity import Thresholds
+    from ..export.request import check_numbers
+
+    given = {"min_sqnr_db": min_sqnr, "min_top1_int8": min_top1_int8}
+    th = Thresholds(**{k: v for k, v in given.items() if v is not None})
+    check_numbers(None, th)
+    s = run_quickstart(Path(out), checkpoint, parity_clips, force, th)
     if as_json:
         click.echo(json.dumps(s, indent=2))
     else:

@@ -103,7 +103,7 @@ class ClipDataset(Dataset):
             log.warning("%s: %d of %d samples are unusable and will be skipped: %s (e.g. %s)", type(self).__name__,
                         len(unknown), len(self.items), "; ".join(f"{n} x {r}" for r, n in counts.most_common(3)),
                         ", ".join(it.name for it in unknown[:3]))
-        log.info("%s: %d samples, %d classes", type(self).__name__, len(self), len(self.labels))
+        log.debug("%s: %d samples, %d classes", type(self).__name__, len(self), len(self.labels))
 
     def _label(self, name: str, index: dict[str, int]) -> tuple[int, str | None]:
         if name in index:

@@ -16,18 +16,13 @@ deterministic per ``(seed, split, index)``.
 """
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ActionNetError
+from .tree import building, save_frames
 
-log = logging.getLogger(__name__)
 
 __all__ = ["HAND_LABELS", "HAND_FRAMES", "HAND_SIZE", "render_hand_clip", "write_hands"]
 
@@ -158,22 +153,16 @@ def render_hand_clip(label: int, rng: np.random.Generator, frames: int = 31,
 
 
 def _write_split(tmp: Path, split: str, count: int, first_id: int, seed: int, hw: tuple[int, int],
-                 quality: int, progress) -> list[tuple[str, str]]:
-    from PIL import Image
-
+                 quality: int, tick) -> list[tuple[str, str]]:
     rows = []
     for i in range(count):
         vid = str(first_id + i)
         label = i % len(HAND_LABELS)
         rng = _rng(seed, split, i)
         frames = int(rng.integers(HAND_FRAMES[0], HAND_FRAMES[1] + 1))
-        clip = render_hand_clip(label, rng, frames, *hw)
-        d = tmp / "20bn-jester-v1" / vid
-        d.mkdir(parents=True)
-        for j, frame in enumerate(clip, 1):
-            Image.fromarray(frame).save(d / f"{j:05d}.jpg", quality=quality)
+        save_frames(tmp / "20bn-jester-v1" / vid, render_hand_clip(label, rng, frames, *hw), quality)
         rows.append((vid, HAND_LABELS[label]))
-        progress()
+        tick()
     return rows
 
 
@@ -187,39 +176,20 @@ def write_hands(out: str | Path, train: int = 192, val: int = 48, size: tuple[in
     ``20bn-jester-v1/<id>,<label>``. ``size`` is ``(height, width)``. The tree is built in a
     temporary folder next to ``out`` and moved into place.
     """
-    out = Path(out)
     h, w = int(size[0]), int(size[1])
     if train < 1 or val < 1:
         raise ActionNetError(f"need at least one train and one val clip, got train={train}, val={val}")
     if h < 16 or w < 16:
         raise ActionNetError(f"need frames of at least 16x16 pixels, got {h}x{w}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ActionNetError(f"output folder is not empty: {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    done, total, start = [0], train + val, time.time()
-
-    def progress() -> None:
-        done[0] += 1
-        if done[0] % 100 == 0 or done[0] == total:
-            rate = done[0] / max(time.time() - start, 1e-6)
-            log.info("hands: %d/%d clips (%.1f clips/s, ETA %.0fs)", done[0], total, rate, (total - done[0]) / rate)
-
-    try:
+    with building(out, train + val, "hands") as (tmp, tick):
         labels = "\n".join(HAND_LABELS) + "\n"
         (tmp / "jester-v1-labels.csv").write_text(labels, encoding="utf-8")
         (tmp / "labels.txt").write_text(labels, encoding="utf-8")
         for split, count, first, jester_csv, own_csv in (
                 ("train", train, 1, "jester-v1-train.csv", "train.csv"),
                 ("val", val, train + 1, "jester-v1-validation.csv", "val.csv")):
-            rows = _write_split(tmp, split, count, first, seed, (h, w), quality, progress)
+            rows = _write_split(tmp, split, count, first, seed, (h, w), quality, tick)
             (tmp / jester_csv).write_text("".join(f"{v};{n}\n" for v, n in rows), encoding="utf-8")
             (tmp / own_csv).write_text("path,label\n" + "".join(f"20bn-jester-v1/{v},{n}\n" for v, n in rows),
                                        encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)

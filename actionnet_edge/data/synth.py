@@ -20,11 +20,8 @@ shake, brightness flicker and pixel noise. Everything is deterministic per
 """
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,8 +30,8 @@ import torch
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ActionNetError
+from .tree import building, save_frames
 
-log = logging.getLogger(__name__)
 
 __all__ = ["LABELS", "PAIRS", "SyntheticGestures", "render_clip", "write_jester", "make_clips", "write_mp4",
            "DEFAULT_FRAMES", "DEFAULT_COUNTS"]
@@ -287,43 +284,25 @@ def write_jester(out: str | Path, train: int = 2000, val: int = 400, size: str |
     ``SyntheticGestures(split, n=..., frames=frames, frame_size=size, seed=seed).raw(i)``.
     The tree is built in a temporary folder next to ``out`` and moved into place.
     """
-    from PIL import Image
-
-    out = Path(out)
     h, w = _parse_hw(size)
     if train < 1 or val < 1:
         raise ActionNetError(f"need at least one train and one val clip, got train={train}, val={val}")
     if h < 8 or w < 8 or frames < 2:
         raise ActionNetError(f"need frames >= 2 and size >= 8x8, got {frames} frames of {h}x{w}")
-    if out.exists() and any(out.iterdir()):
-        raise ActionNetError(f"output folder is not empty: {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with building(out, train + val, "synth") as (tmp, tick):
         (tmp / "jester-v1-labels.csv").write_text("\n".join(LABELS) + "\n", encoding="utf-8")
-        vid, start, total = 0, time.time(), train + val
+        vid = 0
         for split, count, fname in (("train", train, "jester-v1-train.csv"), ("val", val, "jester-v1-validation.csv")):
             rows = []
             for i in range(count):
                 vid += 1
                 label = i % len(LABELS)
-                clip = render_clip(label, _rng(seed, split, i), frames, h, w)
-                d = tmp / "20bn-jester-v1" / str(vid)
-                d.mkdir(parents=True)
-                for j, frame in enumerate(clip, 1):
-                    Image.fromarray(frame).save(d / f"{j:05d}.jpg", quality=quality)
+                save_frames(tmp / "20bn-jester-v1" / str(vid), render_clip(label, _rng(seed, split, i), frames, h, w),
+                            quality)
                 rows.append(f"{vid};{LABELS[label]}")
-                if vid % 500 == 0 or vid == total:
-                    rate = vid / max(time.time() - start, 1e-6)
-                    log.info("synth: %d/%d clips (%.0f clips/s, ETA %.0fs)", vid, total, rate, (total - vid) / rate)
+                tick()
             (tmp / fname).write_text("\n".join(rows) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def make_clips(n: int = 4, segments: int = 8, size: int = 64, seed: int = 0, split: str = "val",

@@ -19,6 +19,7 @@ from ..compat import align_same_scale_ranges, litert_patterns_as_modules
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ActionNetError
 from ..models.edge import EdgeCE, EdgeSTE
+from ..progress import progress
 from .checkpoints import check_qat_state
 from .quantizers import make_quantizer
 
@@ -98,16 +99,24 @@ def calibrate(prepared: torch.fx.GraphModule, clips: Iterable[torch.Tensor], max
     """Run clips through the prepared graph with observers on; returns the number of clips seen."""
     set_qat_mode(prepared, False)
     freeze_observers(prepared, False)
-    seen = 0
-    for i, x in enumerate(clips):
-        if max_batches is not None and i >= max_batches:
-            break
-        if isinstance(x, dict):
-            x = x["clips"]
-        prepared(x)
-        seen += int(x.shape[0])
+    seen, total = 0, _batches(clips, max_batches)
+    with progress(total, "calibrate", unit="batch") as bar:
+        for i, x in enumerate(clips):
+            if max_batches is not None and i >= max_batches:
+                break
+            if isinstance(x, dict):
+                x = x["clips"]
+            prepared(x)
+            seen += int(x.shape[0])
+            bar.update(1)
     freeze_observers(prepared, True)
     return seen
+
+
+def _batches(clips: Iterable, max_batches: int | None) -> int | None:
+    """How many batches :func:`calibrate` will run, where it can be known up front."""
+    n = len(clips) if hasattr(clips, "__len__") else None
+    return n if max_batches is None else max_batches if n is None else min(n, max_batches)
 
 
 def convert(prepared: torch.fx.GraphModule, *, fold_weights: bool = True) -> torch.fx.GraphModule:
@@ -162,7 +171,7 @@ def quantize(model_edge: nn.Module, backend: str, *, calib: Iterable[torch.Tenso
             source = "the given clips"
         prepared = prepare(model_edge, backend, example, qat=False, per_channel=per_channel)
         n = calibrate(prepared, batches)
-        log.warning("no QAT checkpoint: post-training int8 quantization (%s quantizer) calibrated on %d clips of %s",
+        log.info("no QAT checkpoint: post-training int8 quantization (%s quantizer) calibrated on %d clips of %s",
                     backend, n, source)
     if backend != "litert":
         return convert(prepared)

@@ -56,6 +56,8 @@ def build_datasets(recipe: Recipe, data_root: str | Path | None = None,
         sets.append(ds)
     if len(sets[0]) == 0:
         raise ActionNetError("the training split is empty")
+    log.info("data: %s, %d training and %d validation clips, %d classes", d.dataset, len(sets[0]), len(sets[1]),
+             len(sets[0].labels))  # type: ignore[attr-defined]
     return sets[0], sets[1]
 
 

@@ -32,7 +32,7 @@ def judge(vec: Vectors, out: dict[str, np.ndarray]) -> dict[str, Any]:
         min_cos = th.min_cosine if precision == "fp32" else th.min_cosine_fp16
         checks[f"vs pytorch: frame_logits cosine >= {min_cos}"] = fl["cosine"] >= min_cos
         row["frame_logits_vs_pytorch"] = fl
-    if "quantized_pytorch" in res and "vs_quantized_pytorch" in res:
+    if "vs_quantized_pytorch" in res:  # int8 with the converted PT2E model's logits: a figure, not a check
         row["vs_quantized_pytorch"] = res["vs_quantized_pytorch"]
     if "host_runtime" in flat:
         host = flat["host_runtime"]

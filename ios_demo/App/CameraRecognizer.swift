@@ -10,7 +10,9 @@ import SwiftUI
 ///
 /// The model folder (metadata.json + model.mlpackage or model.pte, as written by
 /// `actionnet-edge export`) is read from the app's Documents/model (copy it with Finder or
-/// `xcrun devicectl`, see README.md).
+/// `xcrun devicectl`, see README.md). When it holds the export's test vectors (metadata.json's
+/// `vectors` section), they first run through the same backend and the self-test's outcome is
+/// shown and logged (SelfTest).
 final class CameraRecognizer: NSObject, ObservableObject, AVCaptureVideoDataOutputSampleBufferDelegate {
     let session = AVCaptureSession()
     @Published var status = "Filling the window…"
@@ -22,6 +24,7 @@ final class CameraRecognizer: NSObject, ObservableObject, AVCaptureVideoDataOutp
     private var frameNo = 0
     private var lastFrame: CFTimeInterval = 0
     private var fps = 0.0
+    private var selfTestStatus: String?  // "Self-test passed (...)" + figures, kept under the gestures
 
     func start() {
         let dir = FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0].appendingPathComponent("model")
@@ -35,6 +38,12 @@ final class CameraRecognizer: NSObject, ObservableObject, AVCaptureVideoDataOutp
             } else {
                 backend = try openBackend(dir: dir, meta: meta)
             }
+            if let files = try SelfTest.files(metadata: data),
+               FileManager.default.fileExists(atPath: dir.appendingPathComponent(files.json).path),
+               FileManager.default.fileExists(atPath: dir.appendingPathComponent(files.bin).path) {
+                status = "Self-test…"
+                queue.async { self.selfTest(dir: dir, files: files) }  // the camera frames come after it on the same queue
+            }
         } catch {
             status = "Cannot load the model from \(dir.path): \(error)"
             return
@@ -46,6 +55,29 @@ final class CameraRecognizer: NSObject, ObservableObject, AVCaptureVideoDataOutp
     }
 
     func stop() { queue.async { self.session.stopRunning() } }
+
+    /// The export's test vectors through the app's own backend (a stream: from the zero state).
+    private func selfTest(dir: URL, files: (json: String, bin: String)) {
+        let text: String
+        do {
+            let st = try SelfTest.read(json: Data(contentsOf: dir.appendingPathComponent(files.json)),
+                                       bin: Data(contentsOf: dir.appendingPathComponent(files.bin)))
+            let result: SelfTestResult
+            if let spec = stream?.spec, let steps = stepBackend {
+                result = try st.runStream(spec: spec) { try steps.step($0) }
+            } else if let backend = backend {
+                result = try st.runClips { try backend.run($0) }
+            } else {
+                throw GestureError("no backend")
+            }
+            text = result.description
+        } catch {
+            text = "Self-test not run: \(error)"
+        }
+        NSLog("%@", text)
+        selfTestStatus = text
+        DispatchQueue.main.async { self.status = text }
+    }
 
     private func configure() {
         session.beginConfiguration()
@@ -100,7 +132,8 @@ final class CameraRecognizer: NSObject, ObservableObject, AVCaptureVideoDataOutp
             }
             try win.update(logits)
             let lines = win.top(3).map { String(format: "%@ %.2f", $0.label.padding(toLength: 24, withPad: " ", startingAt: 0), $0.score) }
-            let text = (lines + [String(format: "%.1f fps, model %.0f ms (%@)", fps, ms, what)]).joined(separator: "\n")
+            let text = (lines + [String(format: "%.1f fps, model %.0f ms (%@)", fps, ms, what)] + [selfTestStatus].compactMap { $0 })
+                .joined(separator: "\n")
             DispatchQueue.main.async { self.status = text }
         } catch {
             DispatchQueue.main.async { self.status = "\(error)" }

@@ -24,7 +24,9 @@ import java.util.concurrent.Executors
  *
  * The model folder (metadata.json + model.tflite or model.pte, as written by
  * `actionnet-edge export`) is read from the app's external files dir, `files/model/`
- * (see README.md for the adb push command).
+ * (see README.md for the adb push command). When it holds the export's test vectors
+ * (metadata.json's `vectors` section), they first run through the same backend and the
+ * self-test's outcome is shown and logged (SelfTest).
  */
 class MainActivity : AppCompatActivity() {
     private val executor = Executors.newSingleThreadExecutor()
@@ -36,6 +38,7 @@ class MainActivity : AppCompatActivity() {
     private var frameNo = 0
     private var lastFrame = 0L
     private var fps = 0.0
+    private var selfTestStatus: String? = null  // "Self-test passed (...)" + figures, kept under the gestures
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
@@ -53,6 +56,11 @@ class MainActivity : AppCompatActivity() {
                 stepBackend = openStepBackend(dir, meta, spec)
             } else {
                 backend = openBackend(dir, meta)
+            }
+            val vectors = SelfTest.files(text)
+            if (vectors != null && File(dir, vectors.first).isFile && File(dir, vectors.second).isFile) {
+                result.text = "Self-test…"
+                executor.execute { selfTest(dir, vectors) }  // the camera frames queue behind it on the same thread
             }
         } catch (e: Exception) {
             result.text = "Cannot load the model from $dir: ${e.message}"
@@ -89,6 +97,22 @@ class MainActivity : AppCompatActivity() {
         }, ContextCompat.getMainExecutor(this))
     }
 
+    /** The export's test vectors through the app's own backend (a stream: from the zero state). */
+    private fun selfTest(dir: File, files: Pair<String, String>) {
+        val text = try {
+            val st = SelfTest.read(File(dir, files.first).readText(), File(dir, files.second).readBytes())
+            val spec = stream?.spec
+            val res = if (spec != null) st.runStream(spec) { stepBackend!!.step(it) } else st.runClips { backend!!.run(it) }
+            res.toString()
+        } catch (e: Exception) {
+            Log.e(TAG, "self-test", e)
+            "Self-test not run: ${e.message}"
+        }
+        Log.i(TAG, text)
+        selfTestStatus = text
+        runOnUiThread { result.text = text }
+    }
+
     private fun analyze(image: ImageProxy) {
         val win = window ?: return image.close()
         val (rgb, w, h) = image.use { uprightRgb(it) }
@@ -115,7 +139,8 @@ class MainActivity : AppCompatActivity() {
         win.update(logits)
         val lines = win.top(3).joinToString("\n") { (label, p) -> "%-24s %.2f".format(label, p) }
         val what = if (st != null) "per frame, ${stepBackend!!.name}" else backend!!.name
-        runOnUiThread { result.text = "$lines\n%.1f fps, model %d ms (%s)".format(fps, ms, what) }
+        val status = "$lines\n%.1f fps, model %d ms (%s)".format(fps, ms, what) + (selfTestStatus?.let { "\n$it" } ?: "")
+        runOnUiThread { result.text = status }
     }
 
     override fun onDestroy() {
