@@ -28,6 +28,7 @@ from actionnet_edge.export.vectors import FORMAT, read_vectors, write_vectors
 ARTIFACTS = [("executorch", "fp32"), ("executorch", "int8"), ("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32")]
 STREAM_TARGETS = ["executorch", "tflite", "onnx"]
 CPUS = "cortex-a53,cortex-a76"
+pytestmark = pytest.mark.slow  # every test here verifies real exports of the bundled or a tiny model
 _done: dict = {}
 
 

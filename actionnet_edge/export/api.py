@@ -347,6 +347,12 @@ def _parity(exporter, artifact: Path, layout: str, precision: str, model, quant_
     except RuntimeUnavailable as e:
         log.warning("parity skipped: %s", e)
         return {"verified": False, "skipped": str(e)}
+    except ActionNetError:
+        raise
+    except Exception as e:  # the runtime refuses the artifact: the export is broken, said in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ActionNetError(f"{artifact.name} does not load in its own runtime ({type(e).__name__}: {first}); "
+                             f"the runtime's messages are in the log") from e
     clips, source = sample_clips(n, t, s, mean, std, data_root=data_root, dataset=dataset, split="val", seed=0)
     if section is not None:
         return _check(stream_parity(run, model, clips, precision, th), artifact, source)

@@ -119,6 +119,17 @@ class EdgeME(ME):
         self.squeeze, self.bn, self.conv = (copy.deepcopy(m) for m in (src.squeeze, src.bn, src.conv))
         self.expand = _linear(src.expand)
 
+    def motion(self, x: torch.Tensor) -> torch.Tensor:
+        """As ME's; causal: ``K*F[t] - F[t-1]`` with the first frame's ``K*F[0]`` joined on rather
+        than a zero frame padded on (an int8 pad there is a node XNNPACK refuses to build)."""
+        if not self.causal:
+            return super().motion(x)
+        t = self.num_segments
+        now, nxt = self.pooled_maps(x)
+        nt, r = now.shape[:2]
+        now, nxt = now.reshape(nt // t, t, r), nxt.reshape(nt // t, t, r)
+        return torch.cat([nxt[:, :1], nxt[:, 1:] - now[:, :-1]], dim=1).reshape(nt, r)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.expand(self.motion(x)))
 
