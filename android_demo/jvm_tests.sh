@@ -20,7 +20,8 @@ kotlinc -nowarn -jvm-target 1.8 -cp "$cp" \
   "$here/app/src/main/java/org/actionnet/edge/demo/SelfTest.kt" \
   "$here/app/src/test/java/org/actionnet/edge/demo/GestureWindowTest.kt" \
   "$here/app/src/test/java/org/actionnet/edge/demo/StreamingStateTest.kt" \
-  "$here/app/src/test/java/org/actionnet/edge/demo/SelfTestTest.kt" -d "$out" 2>&1 | grep -v "OpenJDK 64-Bit Server VM warning" || true
+  "$here/app/src/test/java/org/actionnet/edge/demo/SelfTestTest.kt" \
+  "$here/app/src/test/java/org/actionnet/edge/demo/Rejects.kt" -d "$out" 2>&1 | grep -v "OpenJDK 64-Bit Server VM warning" || true
 java -Dgolden.dir="$golden" -Dstreaming.metadata="${STREAMING_METADATA:-}" \
   -Dselftest.vectors="${SELFTEST_VECTORS:-}" -Dselftest.stream_vectors="${SELFTEST_STREAM_VECTORS:-}" \
   -cp "$out:$jars/kotlin-stdlib.jar:$cp" \

@@ -8,7 +8,7 @@ import click
 
 from ..constants import EXPORT_TARGETS, LAYOUTS, PRECISIONS
 from ..logs import LOG_NAME, capture
-from .options import choice, target_names
+from .options import choice, min_sqnr_option, min_top1_int8_option, parity_thresholds, target_names
 
 
 
@@ -44,10 +44,8 @@ from .options import choice, target_names
 @click.option("--min-cosine-fp16", default=None, type=float, help="fp16 cosine vs float.")
 @click.option("--min-top1", default=None, type=float,
               help="fp32/fp16 top-1 agreement with float (0..1).")
-@click.option("--min-sqnr", default=None, type=float,
-              help="int8 SQNR vs float (a QAT checkpoint: vs its fake-quantized model), dB.")
-@click.option("--min-top1-int8", default=None, type=float,
-              help="int8 top-1 agreement with float (QAT: its fake-quantized model) (0..1).")
+@min_sqnr_option
+@min_top1_int8_option
 @click.option("--converter", default=None, help="Exporter-specific converter (tflite: litert-torch or onnx2tf).")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 def command(target, checkpoint, precision, output, segments, size, layout, data_root, dataset, calib_clips,
@@ -58,11 +56,9 @@ def command(target, checkpoint, precision, output, segments, size, layout, data_
     Thresholds left out take the defaults written in report.json. The converter's and runtime's
     own output goes to OUTPUT/actionnet-edge.log."""
     from ..export.api import default_output, export_model
-    from ..export.parity import Thresholds
 
-    given = {"min_cosine": min_cosine, "min_cosine_fp16": min_cosine_fp16, "min_top1": min_top1,
-             "min_sqnr_db": min_sqnr, "min_top1_int8": min_top1_int8}
-    th = Thresholds(**{k: v for k, v in given.items() if v is not None})
+    th = parity_thresholds(min_cosine=min_cosine, min_cosine_fp16=min_cosine_fp16, min_top1=min_top1,
+                           min_sqnr_db=min_sqnr, min_top1_int8=min_top1_int8)
     options = {"converter": converter} if converter else {}
     out = Path(output) if output else default_output(checkpoint, target, precision, streaming)
     log_path = out.parent / f"{out.name}.{LOG_NAME}"

@@ -8,6 +8,23 @@ import click
 from ..errors import unknown_name
 
 
+#: the int8 parity gates, the same options wherever an int8 export is made
+min_sqnr_option = click.option("--min-sqnr", default=None, type=float,
+                               help="int8 SQNR vs float (a QAT checkpoint: vs its fake-quantized model), dB.")
+min_top1_int8_option = click.option("--min-top1-int8", default=None, type=float,
+                                    help="int8 top-1 agreement with float (QAT: its fake-quantized model) (0..1).")
+
+
+def parity_thresholds(**given: float | None):
+    """parity.Thresholds from the options given (None: the default), checked up front."""
+    from ..export.parity import Thresholds
+    from ..export.request import check_numbers
+
+    th = Thresholds(**{k: v for k, v in given.items() if v is not None})
+    check_numbers(None, th)
+    return th
+
+
 def choice(valid: Callable[[], Iterable[str]], kind: str):
     """A click callback that rejects unknown names with the valid list and the closest match."""
 

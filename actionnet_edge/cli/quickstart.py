@@ -11,6 +11,7 @@ from ..constants import EXPORT_TARGETS
 from ..errors import ActionNetError
 from ..logs import LOG_NAME, capture, console_level
 from ..progress import progress
+from .options import min_sqnr_option, min_top1_int8_option, parity_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -97,17 +98,12 @@ def _export_one(out: Path, checkpoint, name: str, precision: str, parity_clips: 
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="[default: the bundled model]")
 @click.option("--parity-clips", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--force", is_flag=True, help="Replace earlier exports in --out.")
-@click.option("--min-sqnr", default=None, type=float, help="int8 SQNR vs float, dB [default: export's].")
-@click.option("--min-top1-int8", default=None, type=float, help="int8 top-1 agreement with float (0..1) [default: export's].")
+@min_sqnr_option
+@min_top1_int8_option
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json.")
 def command(out, checkpoint, parity_clips, force, min_sqnr, min_top1_int8, as_json):
     """Profile the bundled model and export it to every installed target, each verified for parity."""
-    from ..export.parity import Thresholds
-    from ..export.request import check_numbers
-
-    given = {"min_sqnr_db": min_sqnr, "min_top1_int8": min_top1_int8}
-    th = Thresholds(**{k: v for k, v in given.items() if v is not None})
-    check_numbers(None, th)
+    th = parity_thresholds(min_sqnr_db=min_sqnr, min_top1_int8=min_top1_int8)
     s = run_quickstart(Path(out), checkpoint, parity_clips, force, th)
     if as_json:
         click.echo(json.dumps(s, indent=2))

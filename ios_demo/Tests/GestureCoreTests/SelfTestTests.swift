@@ -254,15 +254,6 @@ final class SelfTestTests: XCTestCase {
                                                  "min_sqnr_db": 20.0, "min_top1_int8": 0.98, "host_rtol": 0.0001]]
         return (doc, bin)
     }
-
-    func rejects(_ message: String, file: StaticString = #filePath, line: UInt = #line, _ body: () throws -> Void) {
-        do {
-            try body()
-            XCTFail("expected GestureError: \(message)", file: file, line: line)
-        } catch {
-            XCTAssertTrue("\(error)".contains(message), "'\(error)' should contain '\(message)'", file: file, line: line)
-        }
-    }
 }
 
 /// A small seeded generator (SplitMix64), so the noisy outputs are the same on every run.

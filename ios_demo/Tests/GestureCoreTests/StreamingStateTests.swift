@@ -119,13 +119,4 @@ final class StreamingStateTests: XCTestCase {
         _ = try state.update(outputs)
         XCTAssertTrue(try spec.state.allSatisfy { t in try state.value(t.name).allSatisfy { $0 == 1 } })
     }
-
-    func rejects(_ message: String, file: StaticString = #filePath, line: UInt = #line, _ body: () throws -> Void) {
-        do {
-            try body()
-            XCTFail("expected GestureError: \(message)", file: file, line: line)
-        } catch {
-            XCTAssertTrue("\(error)".contains(message), "'\(error)' should contain '\(message)'", file: file, line: line)
-        }
-    }
 }

@@ -7,7 +7,6 @@ import org.junit.Assert.assertEquals
 import org.junit.Assert.assertFalse
 import org.junit.Assert.assertNull
 import org.junit.Assert.assertTrue
-import org.junit.Assert.fail
 import org.junit.Assume.assumeTrue
 import org.junit.Test
 import java.io.File
@@ -294,15 +293,5 @@ class SelfTestTest {
             .put("tolerances", JSONObject("""{"min_cosine": 0.99999, "min_cosine_fp16": 0.999, "min_top1": 1.0,
                 "min_sqnr_db": 20.0, "min_top1_int8": 0.98, "host_rtol": 0.0001}"""))
         return Pair(doc, buf.array())
-    }
-
-    private fun rejects(message: String, body: () -> Unit) {
-        try {
-            body()
-        } catch (e: IllegalArgumentException) {
-            assertTrue("'${e.message}' should contain '$message'", e.message!!.contains(message))
-            return
-        }
-        fail("expected IllegalArgumentException: $message")
     }
 }

@@ -6,7 +6,6 @@ import org.junit.Assert.assertEquals
 import org.junit.Assert.assertFalse
 import org.junit.Assert.assertNull
 import org.junit.Assert.assertTrue
-import org.junit.Assert.fail
 import org.junit.Assume.assumeTrue
 import org.junit.Test
 import java.io.File
@@ -123,15 +122,5 @@ class StreamingStateTest {
         val outputs = spec.outputs.associate { it.name to FloatArray(it.size) { 1f } }
         state.update(outputs)
         assertTrue(spec.state.all { t -> state.value(t.name).all { it == 1f } })
-    }
-
-    private fun rejects(message: String, body: () -> Unit) {
-        try {
-            body()
-        } catch (e: IllegalArgumentException) {
-            assertTrue("'${e.message}' should contain '$message'", e.message!!.contains(message))
-            return
-        }
-        fail("expected IllegalArgumentException: $message")
     }
 }
