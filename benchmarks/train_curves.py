@@ -4,7 +4,8 @@
 a recipe and ``--set`` overrides, building the datasets with the recipe's ``data.augment``;
 it writes the run folder (``metrics.jsonl``) and prints one ``RESULT`` line. ``plot`` draws
 the val top-1 per epoch of several run folders into one PNG and writes their figures as JSON
-next to it. The Jester-like set is made by ``actionnet-edge data synth --kind hands``.
+next to it. ``plain`` runs the plain loop of issue 28 outside the toolkit (``_plain_loop.py``).
+The Jester-like set is made by ``actionnet-edge data synth --kind hands``.
 
     actionnet-edge data synth --kind hands --out data/hands
     python benchmarks/train_curves.py train recipes/custom_csv.yaml --data-root data/hands --out runs/curves/custom_csv
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 import torch
+
+import _plain_loop
 
 
 def train(args: argparse.Namespace) -> None:
@@ -91,8 +94,10 @@ def main() -> None:
     p.add_argument("--png", required=True)
     p.add_argument("--title", default="val top-1 per epoch")
     p.add_argument("--chance", type=float, default=None)
+    q = sub.add_parser("plain", help="the plain loop outside the toolkit (docs/training.md)")
+    _plain_loop.add_arguments(q)
     args = ap.parse_args()
-    train(args) if args.cmd == "train" else plot(args)
+    {"train": train, "plot": plot, "plain": _plain_loop.run}[args.cmd](args)
 
 
 if __name__ == "__main__":

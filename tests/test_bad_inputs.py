@@ -17,7 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from _demo_fixtures import export_test_model, save_test_checkpoint
+from _helpers import export_test_model, save_test_checkpoint
 from actionnet_edge.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -142,3 +142,28 @@ def test_causal_and_consensus_keys_build_the_model(tmp_path):
     assert build_model(load_recipe(_write(tmp_path, GOOD), ["model.width_mult=0.35"]), 5).config["causal"] is False
     with pytest.raises(ActionNetError, match="model.consensus: unknown 'mean', valid: avg, last"):
         load_recipe(_write(tmp_path, GOOD), ["model.consensus=mean"])
+
+
+def test_zero_init_residual_starts_every_residual_block_as_the_identity(tmp_path):
+    import torch
+    import torchvision
+
+    from actionnet_edge.train.loop import build_model
+
+    r = load_recipe(_write(tmp_path, GOOD), ["model.zero_init_residual=true", "model.width_mult=0.35"])
+    m = build_model(r, 5)
+    blocks = [b for b in m.backbone.modules()
+              if isinstance(b, torchvision.models.mobilenetv2.InvertedResidual) and b.use_res_connect]
+    assert len(blocks) == 10
+    x = torch.randn(8, blocks[3].out_channels, 8, 8)
+    m.train()
+    assert torch.equal(blocks[3].conv(x), torch.zeros_like(x))  # branch is zero: block(x) == x
+    assert torch.equal(blocks[3](x), x)
+    # the official initialisation stays the default: the same block's branch is not zero there
+    plain = build_model(load_recipe(_write(tmp_path, GOOD), ["model.width_mult=0.35"]), 5).train()
+    assert float(next(b for b in plain.backbone.modules() if isinstance(b, type(blocks[3])) and b.use_res_connect)
+                 .conv[-1].weight.abs().min()) == 1.0
+    with pytest.raises(ActionNetError, match="model.zero_init_residual: only for training from scratch"):
+        load_recipe(_write(tmp_path, GOOD), ["model.zero_init_residual=true", f"model.pretrained={_write(tmp_path, GOOD)}"])
+    with pytest.raises(ActionNetError, match="bninception has no residual blocks"):
+        load_recipe(_write(tmp_path, GOOD), ["model.zero_init_residual=true", "model.arch=bninception"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from _demo_fixtures import embedded_part
+from _helpers import embedded_part
 from actionnet_edge.export import RuntimeUnavailable
 from actionnet_edge.models import create_model
 

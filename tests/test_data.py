@@ -15,7 +15,7 @@ from actionnet_edge.data import BadSample, Sample, build_dataset, collate
 from actionnet_edge.data.datasets import EGOGESTURE_SUBJECTS, ssv2_label
 from actionnet_edge.data.sampling import clip_indices, segment_indices
 from actionnet_edge.data.transforms import (
-    SCALES, ClipTransform, center_crop_box, make_flip_map, multiscale_crop_box, resize_for, three_crop_boxes,
+    LIGHT_GAIN, LIGHT_OFFSET, SCALES, ClipTransform, center_crop_box, make_flip_map, multiscale_crop_box, resize_for, three_crop_boxes,
 )
 from actionnet_edge.errors import ActionNetError
 
@@ -434,6 +434,20 @@ def test_light_augment_keeps_the_whole_frame_in_view():
         ClipTransform(64, False, MEAN, STD, crops=3, augment="light")
     with pytest.raises(ActionNetError, match="unknown augment 'heavy'"):
         build_dataset("synthetic", None, "val", train=False, augment="heavy", n=1, **KW)
+
+
+def test_light_augment_changes_each_training_clips_colours_and_not_evaluations():
+    frames = _marked_frames()
+    light = ClipTransform(64, True, MEAN, STD, augment="light")
+    means = torch.stack([light(frames, 0, random.Random(s))[0][:, :, 30:34, 30:34].mean((0, 2, 3)) for s in range(20)])
+    grey = (100 / 255 - torch.tensor(MEAN)) / torch.tensor(STD)  # the frames' colour, normalised
+    spread = means - grey
+    assert float(spread.abs().max()) > 0.2 and float(spread.std(0).min()) > 0.05  # every channel moves
+    assert float(spread.abs().max()) <= LIGHT_GAIN * float(grey.abs().max()) + LIGHT_OFFSET + 1e-4
+    clip = light(frames, 0, random.Random(3))[0]
+    assert torch.allclose(clip[0], clip[-1])  # one change for the whole clip
+    ev = ClipTransform(64, False, MEAN, STD, augment="light")
+    assert torch.allclose(ev(frames, 0)[0][:, :, 30:34, 30:34].mean((0, 2, 3)), grey, atol=1e-5)
 
 
 def test_light_augment_through_a_dataset(tmp_path):

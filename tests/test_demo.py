@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from _demo_fixtures import K, SIZE, T, moving_square, tiny_artifact, tiny_model, write_mp4
+from _helpers import K, SIZE, T, moving_square, tiny_model, write_mp4
 from actionnet_edge.cli.main import main
 from actionnet_edge.demo.live import run_live
 from actionnet_edge.demo.runtime import open_artifact
@@ -97,8 +97,8 @@ def _read_frames(path: Path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory) -> Path:
-    return tiny_artifact()
+def artifact(tiny_onnx_export) -> Path:
+    return tiny_onnx_export
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from _demo_fixtures import moving_square, tiny_artifact, write_mp4
+from _helpers import moving_square, write_mp4
 from actionnet_edge.cli.main import main
 
 FRAMES = 10
@@ -22,17 +22,21 @@ def video(tmp_path_factory) -> Path:
     return write_mp4(moving_square(FRAMES), tmp_path_factory.mktemp("save") / "in.mp4")
 
 
-def _run(video: Path, *extra: str):
-    return CliRunner().invoke(main, ["demo", "run", "--artifact", str(tiny_artifact()), "--video", str(video),
-                                     "--stride", "1", *extra])
+@pytest.fixture(scope="module")
+def run(tiny_onnx_export):
+    """``run(video, *options)``: `demo run` of the tiny ONNX export on ``video``, every frame."""
+    def invoke(video: Path, *extra: str):
+        return CliRunner().invoke(main, ["demo", "run", "--artifact", str(tiny_onnx_export), "--video", str(video),
+                                         "--stride", "1", *extra])
+    return invoke
 
 
 @pytest.mark.parametrize("suffix", sorted(FORMATS))
-def test_save_writes_the_container_its_suffix_names(suffix, video, tmp_path):
+def test_save_writes_the_container_its_suffix_names(suffix, video, run, tmp_path):
     import av
 
     out = tmp_path / f"annotated{suffix}"
-    r = _run(video, "--save", str(out))
+    r = run(video, "--save", str(out))
     assert r.exit_code == 0, r.output
     name, at, magic = FORMATS[suffix]
     assert out.read_bytes()[at:at + len(magic)] == magic
@@ -44,8 +48,8 @@ def test_save_writes_the_container_its_suffix_names(suffix, video, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["clip.gif", "clip", "clip.MP5"])
-def test_save_with_an_unknown_suffix_is_refused_before_the_work(name, video, tmp_path):
-    r = _run(video, "--save", str(tmp_path / name))
+def test_save_with_an_unknown_suffix_is_refused_before_the_work(name, video, run, tmp_path):
+    r = run(video, "--save", str(tmp_path / name))
     assert r.exit_code == 2
     suffix = Path(name).suffix.lower() or "(no suffix)"
     assert r.stderr.strip() == (f"Error: --save {tmp_path / name}: cannot tell the video format from '{suffix}'; "
@@ -55,20 +59,20 @@ def test_save_with_an_unknown_suffix_is_refused_before_the_work(name, video, tmp
 
 @pytest.mark.parametrize("flag,name", [("--save", "x.avi"), ("--json", "x.json")])
 @pytest.mark.parametrize("where,meaning", [("/sys", "Permission denied"), ("FILE/sub", "Not a directory")])
-def test_unwritable_outputs_fail_before_the_loop(flag, name, where, meaning, video, tmp_path):
+def test_unwritable_outputs_fail_before_the_loop(flag, name, where, meaning, video, run, tmp_path):
     (tmp_path / "FILE").write_text("x")
     folder = where.replace("FILE", str(tmp_path / "FILE"))
     out = f"{folder}/{name}"
-    r = _run(video, flag, out)
+    r = run(video, flag, out)
     assert r.exit_code == 2, r.output
     probe = "/sys" if where == "/sys" else str(tmp_path / "FILE")
     assert r.stderr.strip() == f"Error: cannot write {flag} {out}: {meaning} ({probe})"
     assert "model:" not in r.stdout and sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]
 
 
-def test_json_written_with_the_run(video, tmp_path):
+def test_json_written_with_the_run(video, run, tmp_path):
     """The check does not get in the way: a writable --json in a new folder is written."""
     out = tmp_path / "new" / "run.json"
-    r = _run(video, "--json", str(out))
+    r = run(video, "--json", str(out))
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["frames"] == FRAMES

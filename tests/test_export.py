@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from _demo_fixtures import EXPORT_FILES, SIZE as S, T, export_test_model, save_test_checkpoint, target_available
+from _helpers import EXPORT_FILES, SIZE as S, T, export_test_model, save_test_checkpoint, target_available
 from actionnet_edge.cli.main import main
 from actionnet_edge.export import EXPORTERS, RuntimeUnavailable
 from actionnet_edge.export.parity import Thresholds, evaluate

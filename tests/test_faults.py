@@ -194,7 +194,7 @@ def test_cli_export_force_killed_at_publish(tmp_path):
     leaves the new one; either way the folder is whole (artifact + metadata.json + report.json)."""
     import json
 
-    from _demo_fixtures import EXPORT_FILES, export_test_model, save_test_checkpoint
+    from _helpers import EXPORT_FILES, export_test_model, save_test_checkpoint
 
     ckpt = save_test_checkpoint(tmp_path / "tiny.pt", export_test_model())
     out = tmp_path / "export"

@@ -204,7 +204,7 @@ def _selftest_folder(dest: Path, src: Path | None = None) -> Path:
 def _stream_vectors(dest: Path) -> Path:
     """A streaming step's vectors as the exporter writes them (``write_vectors`` with a tiny causal
     model, 2 clips of 4 frames at 32 px; no artifact, so no host runtime tensor)."""
-    from _demo_fixtures import export_test_model
+    from _helpers import export_test_model
 
     from actionnet_edge.export.parity import Thresholds
     from actionnet_edge.export.vectors import write_vectors
@@ -221,17 +221,15 @@ def _stream_vectors(dest: Path) -> Path:
 @pytest.mark.skipif(shutil.which("kotlinc") is None or not all(j.exists() for j in _JARS),
                     reason="needs Debian's kotlin, junit4 and libandroid-json-java (apt-get install kotlin junit4 libandroid-json-java)")
 @pytest.mark.slow  # Kotlin compile and JVM run, a tiny ONNX export
-def test_android_mirror_passes_its_junit_tests_on_the_jvm(tmp_path):
+def test_android_mirror_passes_its_junit_tests_on_the_jvm(tmp_path, tiny_onnx_export):
     """Compile the Android app's GestureWindow.kt + StreamingState.kt + SelfTest.kt and their JUnit
     tests with kotlinc and run them on the JVM against tests/golden, a streaming metadata.json, and
     the test vectors of a real export (the tiny ONNX one) and of a streaming step, with the Python
     judge's figures for them (no Gradle or Android SDK needed for the pure classes)."""
     import os
 
-    from _demo_fixtures import tiny_artifact
-
     env = dict(os.environ, STREAMING_METADATA=str(_streaming_metadata(tmp_path / "metadata.json")),
-               SELFTEST_VECTORS=str(_selftest_folder(tmp_path / "vectors", tiny_artifact())),
+               SELFTEST_VECTORS=str(_selftest_folder(tmp_path / "vectors", tiny_onnx_export)),
                SELFTEST_STREAM_VECTORS=str(_stream_vectors(tmp_path / "stream_vectors")))
     r = subprocess.run(["bash", str(ROOT / "android_demo" / "jvm_tests.sh")], capture_output=True, text=True,
                        timeout=600, env=env)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from _demo_fixtures import EXPORT_FILES, SIZE as S, T, export_test_model, moving_square, save_test_checkpoint, target_available, write_mp4
+from _helpers import EXPORT_FILES, SIZE as S, T, export_test_model, moving_square, save_test_checkpoint, target_available, write_mp4
 from actionnet_edge.checkpoint import load_checkpoint
 from actionnet_edge.cli.main import main
 from actionnet_edge.errors import ActionNetError

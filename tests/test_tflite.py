@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from _demo_fixtures import embedded_part
+from _helpers import embedded_part
 from actionnet_edge.errors import ActionNetError
 from actionnet_edge.models import create_model
 

@@ -196,7 +196,7 @@ def test_capture_prints_the_log_tail_on_failure(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    from _demo_fixtures import export_test_model, save_test_checkpoint
+    from _helpers import export_test_model, save_test_checkpoint
 
     return save_test_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", export_test_model())
 
@@ -255,7 +255,7 @@ def _artifact_io(target: str, path: Path) -> tuple[list, list]:
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["tflite", "onnx", "coreml", "executorch"])
 def test_metadata_names_the_artifacts_inputs_and_outputs(target, tiny_checkpoint, tmp_path):
-    from _demo_fixtures import target_available
+    from _helpers import target_available
 
     from actionnet_edge.export import export_model
 

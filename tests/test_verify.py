@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from _demo_fixtures import export_test_model, save_test_checkpoint, target_available
+from _helpers import export_test_model, save_test_checkpoint, target_available
 from actionnet_edge.errors import ActionNetError
 from actionnet_edge.export import RuntimeUnavailable
 from actionnet_edge.export.parity import Thresholds

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _demo_fixtures import SIZE, K, T, moving_square, tiny_artifact
+from _helpers import SIZE, K, T, moving_square
 from actionnet_edge.demo.runtime import open_artifact
 from actionnet_edge.demo.web import make_server, serve_background, url_of, write_y4m
 from actionnet_edge.demo.web import check_streaming
@@ -218,8 +218,8 @@ def _shot(name: str, tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory) -> Path:
-    return tiny_artifact()
+def artifact(tiny_onnx_export) -> Path:
+    return tiny_onnx_export
 
 
 @pytest.fixture(scope="module")
@@ -409,7 +409,7 @@ def test_write_y4m_header_and_planes(tmp_path):
 
 def _causal_checkpoint(path: Path) -> Path:
     """A tiny causal MobileNetV2-ACTION (T=4, 64 px) whose logits move clearly with the frames."""
-    from _demo_fixtures import export_test_model, save_test_checkpoint
+    from _helpers import export_test_model, save_test_checkpoint
 
     return save_test_checkpoint(path, export_test_model(causal=True, temporal_noise=0.3))
 

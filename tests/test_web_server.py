@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from _demo_fixtures import moving_square, tiny_artifact, write_mp4
+from _helpers import moving_square, write_mp4
 from actionnet_edge.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,10 +82,10 @@ class Server:
 
 
 @pytest.fixture
-def served(tmp_path):
+def served(tmp_path, tiny_onnx_export):
     """A running server on a copy of the tiny artifact (its files may be changed after start-up)."""
     d = tmp_path / "art"
-    shutil.copytree(tiny_artifact(), d)
+    shutil.copytree(tiny_onnx_export, d)
     meta = json.loads((d / "metadata.json").read_text())
     server = Server(d, tmp_path)
     yield server, d / meta["artifact"], meta
@@ -171,10 +171,10 @@ def test_client_that_hangs_up_leaves_no_traceback(served):
 # ---- start-up checks: demo web and demo run refuse an artifact that disagrees with its metadata ----
 
 
-def _broken(case: str, tmp: Path) -> Path:
-    """A copy of the tiny artifact folder broken as ``case`` says."""
+def _broken(case: str, tmp: Path, artifact: Path) -> Path:
+    """A copy of the ``artifact`` folder broken as ``case`` says."""
     d = tmp / case.replace(" ", "_")
-    shutil.copytree(tiny_artifact(), d)
+    shutil.copytree(artifact, d)
     meta = json.loads((d / "metadata.json").read_text())
     model = d / meta["artifact"]
     data = model.read_bytes()
@@ -205,30 +205,30 @@ def _one_line_error(r, message: str) -> None:
 
 @needs_ort
 @pytest.mark.parametrize("case,message", CASES)
-def test_demo_web_refuses_artifact_that_disagrees_with_metadata(case, message, tmp_path):
-    r = CliRunner().invoke(main, ["demo", "web", "--artifact", str(_broken(case, tmp_path)), "--port", "0"])
+def test_demo_web_refuses_artifact_that_disagrees_with_metadata(case, message, tmp_path, tiny_onnx_export):
+    r = CliRunner().invoke(main, ["demo", "web", "--artifact", str(_broken(case, tmp_path, tiny_onnx_export)), "--port", "0"])
     _one_line_error(r, message)
 
 
 @pytest.mark.parametrize("case,message", CASES)
-def test_demo_run_refuses_artifact_before_the_loop(case, message, tmp_path):
+def test_demo_run_refuses_artifact_before_the_loop(case, message, tmp_path, tiny_onnx_export):
     video = write_mp4(moving_square(8), tmp_path / "v.mp4")
     save = tmp_path / "out.mp4"
-    r = CliRunner().invoke(main, ["demo", "run", "--artifact", str(_broken(case, tmp_path)), "--video", str(video),
+    r = CliRunner().invoke(main, ["demo", "run", "--artifact", str(_broken(case, tmp_path, tiny_onnx_export)), "--video", str(video),
                                   "--save", str(save)])
     _one_line_error(r, message)
     assert "frame" not in r.stdout and not save.exists()  # nothing ran, nothing written
     assert sorted(p.name for p in tmp_path.iterdir()) == [case.replace(" ", "_"), "v.mp4"]
 
 
-def test_the_checks_pass_a_good_artifact(tmp_path):
+def test_the_checks_pass_a_good_artifact(tmp_path, tiny_onnx_export):
     """The same checks accept the artifact they were broken from (so each case above is the break)."""
     from actionnet_edge.demo.probe import check_artifact
 
-    meta, target, path = check_artifact(tiny_artifact())
+    meta, target, path = check_artifact(tiny_onnx_export)
     assert target == "onnx" and path.name == meta["artifact"]
     video = write_mp4(moving_square(8), tmp_path / "v.mp4")
-    r = CliRunner().invoke(main, ["demo", "run", "--artifact", str(tiny_artifact()), "--video", str(video)])
+    r = CliRunner().invoke(main, ["demo", "run", "--artifact", str(tiny_onnx_export), "--video", str(video)])
     assert r.exit_code == 0, r.output
     assert "8 frames" in r.stdout
 
@@ -241,7 +241,7 @@ def test_demo_run_refuses_a_damaged_pte_before_executorch_reads_it(case, message
     identifier; extended header: program size, segment offset and size) is read first."""
     d = tmp_path / "pte"
     d.mkdir()
-    meta = json.loads((tiny_artifact() / "metadata.json").read_text())
+    meta = json.loads((tiny_onnx_export / "metadata.json").read_text())
     meta.update(target="executorch", artifact="m.pte")
     (d / "metadata.json").write_text(json.dumps(meta))
     program, base, segments = {"garbage": (0, 0, 0), "truncated": (100_000, 0, 0), "segments cut": (2000, 4000, 5000)}[case]

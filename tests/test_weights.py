@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _demo_fixtures import target_available
+from _helpers import target_available
 from actionnet_edge.checkpoint import load_checkpoint
 from actionnet_edge.errors import ActionNetError
 from actionnet_edge.models import create_model

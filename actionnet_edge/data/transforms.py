@@ -12,8 +12,10 @@ cut and resized in one interpolation (the same geometry, one resampling instead 
 ``augment="light"`` (for small or synthetic sets trained from scratch) keeps the whole
 frame in view instead: evaluation resizes the whole frame to ``size x size``; training
 resizes it to a random ``h x w`` with each side in ``LIGHT_SCALE * size`` and places it at a
-random spot of the ``size x size`` canvas, the rest at the normalised mean (zero). No
-content is cut, so a gesture near the edge of a wide frame stays in every view.
+random spot of the ``size x size`` canvas, the rest at the normalised mean (zero), and gives the
+clip one random gain and offset per colour channel. No content is cut, so a gesture near the
+edge of a wide frame stays in every view; the colour change keeps a model from telling a small
+set's clips apart by their scenes' colours alone.
 
 Horizontal flip is only done with a label-swap map (a flipped "Swiping Left" is "Swiping
 Right"): :func:`make_flip_map` builds one from the label names.
@@ -30,7 +32,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..errors import ActionNetError
 
 __all__ = [
-    "AUGMENTS", "LIGHT_SCALE", "SCALES", "DIRECTION_WORDS", "ClipTransform", "make_flip_map", "multiscale_crop_box",
+    "AUGMENTS", "LIGHT_GAIN", "LIGHT_OFFSET", "LIGHT_SCALE", "SCALES", "DIRECTION_WORDS", "ClipTransform", "make_flip_map", "multiscale_crop_box",
     "three_crop_boxes", "center_crop_box", "resize_for",
 ]
 
@@ -38,6 +40,8 @@ SCALES = (1.0, 0.875, 0.75, 0.66)
 #: training augmentations: the paper's multi-scale corner crops, or the whole frame with a small scale jitter
 AUGMENTS = ("multiscale", "light")
 LIGHT_SCALE = (0.8, 1.0)
+#: ``light``: per clip and colour channel, a gain in 1 +- LIGHT_GAIN and an offset in +- LIGHT_OFFSET (normalised units)
+LIGHT_GAIN, LIGHT_OFFSET = 0.2, 0.3
 
 # Words that a horizontal flip swaps (whole words, case-insensitive). Jester's
 # "Swiping Left" <-> "Swiping Right", "Turning Hand Clockwise" <-> "... Counterclockwise".
@@ -190,6 +194,10 @@ class ClipTransform:
     def _light(self, frames: torch.Tensor, rng: random.Random) -> torch.Tensor:
         top, left, ph, pw = self.placement(rng)
         inner = self._normalise(TF.resize(frames, [ph, pw], antialias=True))
+        if self.train:
+            gain = torch.tensor([1 + rng.uniform(-LIGHT_GAIN, LIGHT_GAIN) for _ in range(3)]).view(1, 3, 1, 1)
+            offset = torch.tensor([rng.uniform(-LIGHT_OFFSET, LIGHT_OFFSET) for _ in range(3)]).view(1, 3, 1, 1)
+            inner = inner * gain + offset
         if (ph, pw) == (self.size, self.size):
             return inner
         out = inner.new_zeros(frames.shape[0], 3, self.size, self.size)  # zero = the mean colour

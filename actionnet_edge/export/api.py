@@ -355,7 +355,7 @@ def _parity(exporter, artifact: Path, layout: str, precision: str, model, quant_
                              f"the runtime's messages are in the log") from e
     clips, source = sample_clips(n, t, s, mean, std, data_root=data_root, dataset=dataset, split="val", seed=0)
     if section is not None:
-        return _check(stream_parity(run, model, clips, precision, th), artifact, source)
+        return _check({**stream_parity(run, model, clips, precision, th), "reference": ref_name}, artifact, source)
     t0 = time.perf_counter()
     out = np.asarray(run(clips.numpy().astype(np.float32)), dtype=np.float32)
     run_s = time.perf_counter() - t0

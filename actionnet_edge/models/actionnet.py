@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ActionNetError, unknown_name
-from .backbones import BACKBONES, Backbone
+from .backbones import BACKBONES, Backbone, residual_branch_norms
 from .temporal import TEMPORAL_ALIASES, TEMPORAL_MODULES, TemporalWrapper
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,17 @@ class ActionNet(nn.Module):
         self.fc = nn.Linear(spec.feature_dim, int(num_classes))
         nn.init.normal_(self.fc.weight, 0, 0.001)
         nn.init.zeros_(self.fc.bias)
+
+    def zero_init_residual(self) -> int:
+        """Zero the scale of the BN that ends every residual branch, so each block starts as the
+        identity (Goyal et al. 2017; torchvision's ``zero_init_residual``). Not the official
+        initialisation: a recipe choice for training from scratch. Returns the blocks changed."""
+        norms = residual_branch_norms(self.backbone)
+        if not norms:
+            raise ActionNetError(f"{self.config['arch']} has no residual blocks to zero-initialise")
+        for bn in norms:
+            nn.init.zeros_(bn.weight)
+        return len(norms)
 
     @property
     def num_segments(self) -> int:

@@ -36,6 +36,17 @@ def check_input_size(size: int, what: str = "size") -> int:
     return size
 
 
+def residual_branch_norms(net: nn.Module) -> list[nn.BatchNorm2d]:
+    """The BN that ends each residual branch of torchvision's MobileNetV2 and ResNet blocks."""
+    norms = []
+    for m in net.modules():
+        if isinstance(m, torchvision.models.mobilenetv2.InvertedResidual) and m.use_res_connect:
+            norms.append(m.conv[-1])
+        elif isinstance(m, torchvision.models.resnet.Bottleneck):
+            norms.append(m.bn3)
+    return norms
+
+
 @dataclass
 class Backbone:
     net: nn.Module

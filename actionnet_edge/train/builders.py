@@ -30,8 +30,11 @@ def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
     from ..models import create_model
 
     m = recipe.model
-    return create_model(m.arch, m.temporal, recipe.data.segments, num_classes, m.width_mult,
-                        pretrained=m.pretrained, dropout=m.dropout, causal=m.causal, consensus=m.consensus)
+    model = create_model(m.arch, m.temporal, recipe.data.segments, num_classes, m.width_mult,
+                         pretrained=m.pretrained, dropout=m.dropout, causal=m.causal, consensus=m.consensus)
+    if m.zero_init_residual:
+        log.info("model: %d residual blocks start as the identity (model.zero_init_residual)", model.zero_init_residual())
+    return model
 
 
 def build_datasets(recipe: Recipe, data_root: str | Path | None = None,

@@ -49,6 +49,7 @@ class ModelConfig:
     pretrained: str | None = None  # local ImageNet state dict of the backbone
     causal: bool = False  # temporal modules read only current and past frames (streaming)
     consensus: str = "avg"  # avg (TSN) or last (the last frame's logits)
+    zero_init_residual: bool = False  # start each residual block as the identity (from scratch only)
 
 
 @dataclass
@@ -194,6 +195,11 @@ def _check_values(r: Recipe, errors: list[str]) -> None:
     positive("model.width_mult", r.model.width_mult)
     if r.model.pretrained is not None and isinstance(r.model.pretrained, str) and not Path(r.model.pretrained).expanduser().is_file():
         errors.append(f"model.pretrained: file not found: {r.model.pretrained}")
+    if r.model.zero_init_residual is True and r.model.pretrained is not None:
+        errors.append("model.zero_init_residual: only for training from scratch (it would reset ImageNet weights "
+                      "of model.pretrained); set one of them off")
+    if r.model.zero_init_residual is True and r.model.arch == "bninception":
+        errors.append("model.zero_init_residual: bninception has no residual blocks")
     if isinstance(r.data.segments, int) and not MIN_SEGMENTS <= r.data.segments <= MAX_SEGMENTS:
         errors.append(f"data.segments: must be >= {MIN_SEGMENTS} and <= {MAX_SEGMENTS}, got {r.data.segments}")
     try:

@@ -1,13 +1,9 @@
-"""Shared test helpers: the tiny checkpoint of the export tests, a tiny ONNX export folder,
-synthetic gesture frames, and which export targets are installed."""
+"""Plain test helpers: tiny models and their checkpoints, an ONNX export of a model, synthetic
+gesture frames and videos, and which export targets are installed. Fixtures are in conftest.py."""
 from __future__ import annotations
 
-import atexit
-import functools
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -93,14 +89,6 @@ def export_onnx(model: torch.nn.Module, labels: list[str], size: int, out: Path)
             "input": "clips", "output": "logits"}
     (out / "metadata.json").write_text(json.dumps(meta, indent=1))
     return out
-
-
-@functools.lru_cache(maxsize=None)
-def tiny_artifact() -> Path:
-    """One tiny ONNX export folder per test session (shared by the demo test files)."""
-    d = Path(tempfile.mkdtemp(prefix="actionnet-demo-"))
-    atexit.register(shutil.rmtree, d, True)
-    return export_onnx(tiny_model(), [f"gesture {i}" for i in range(K)], SIZE, d / "tiny_onnx")
 
 
 def tiny_model(seed: int = 0) -> torch.nn.Module:
