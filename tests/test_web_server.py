@@ -236,7 +236,7 @@ def test_the_checks_pass_a_good_artifact(tmp_path, tiny_onnx_export):
 @pytest.mark.parametrize("case,message", [("garbage", "is not an ExecuTorch program"),
                                           ("truncated", "is truncated: 4096 of its 100000 bytes"),
                                           ("segments cut", "is truncated: 4096 of its 9000 bytes")])
-def test_demo_run_refuses_a_damaged_pte_before_executorch_reads_it(case, message, tmp_path):
+def test_demo_run_refuses_a_damaged_pte_before_executorch_reads_it(case, message, tmp_path, tiny_onnx_export):
     """ExecuTorch's loader aborts the process on some malformed files, so the .pte header (file
     identifier; extended header: program size, segment offset and size) is read first."""
     d = tmp_path / "pte"
