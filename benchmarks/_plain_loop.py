@@ -22,7 +22,9 @@ from PIL import Image
 from torch import nn
 
 from actionnet_edge.constants import IMAGENET_MEAN, IMAGENET_STD
+from actionnet_edge.data.transforms import LIGHT_GAIN, LIGHT_OFFSET
 from actionnet_edge.models import create_model
+from actionnet_edge.models.backbones import residual_branch_norms
 
 
 def load_split(root: Path, name: str, labels: list[str], t: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,19 +60,22 @@ def build(args: argparse.Namespace, classes: int) -> nn.Module:
         m = create_model("mobilenet_v2", temporal=args.model, num_segments=args.segments, num_classes=classes,
                          dropout=args.dropout, width_mult=args.width)
     nn.init.normal_(m.fc.weight, 0, args.fc_std)
-    for mod in m.backbone.modules():
-        if args.init == "pytorch" and isinstance(mod, nn.Conv2d):
-            mod.reset_parameters()
-        if args.init == "zero-residual" and isinstance(mod, torchvision.models.mobilenetv2.InvertedResidual) \
-                and mod.use_res_connect:
-            nn.init.zeros_(mod.conv[-1].weight)  # each residual block starts as the identity
+    if args.init == "pytorch":
+        for mod in m.backbone.modules():
+            if isinstance(mod, nn.Conv2d):
+                mod.reset_parameters()
+    if args.init == "zero-residual":  # each residual block starts as the identity, as model.zero_init_residual
+        for bn in residual_branch_norms(m.backbone):
+            nn.init.zeros_(bn.weight)
     return m
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:
-    """Per clip: a colour gain (+-20%) and offset per channel, and a shift of up to S/12 px (wrapping)."""
+    """Per clip: a colour gain and offset per channel (the ranges of ``data.augment: light``) and a
+    shift of up to S/12 px (wrapping)."""
     n = x.shape[0]
-    x = x * (1 + 0.4 * (torch.rand(n, 1, 3, 1, 1) - 0.5)) + 0.6 * (torch.rand(n, 1, 3, 1, 1) - 0.5)
+    gain = 1 + 2 * LIGHT_GAIN * (torch.rand(n, 1, 3, 1, 1) - 0.5)
+    x = x * gain + 2 * LIGHT_OFFSET * (torch.rand(n, 1, 3, 1, 1) - 0.5)
     r = x.shape[-1] // 12
     return torch.stack([torch.roll(c, tuple(int(v) for v in torch.randint(-r, r + 1, (2,))), (2, 3)) for c in x])
 
