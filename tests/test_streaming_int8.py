@@ -1,6 +1,6 @@
-"""int8 streaming: causal QAT keeps the causal band, `export --streaming --precision int8` for
-ExecuTorch and TFLite with frame-by-frame parity, the state's dtype in metadata.json, and a
-broken step failing parity.
+"""int8 streaming: causal QAT keeps the causal band tied in time, `export --streaming --precision
+int8` for ExecuTorch and TFLite from a float or a QAT checkpoint with frame-by-frame parity, the
+state's dtype in metadata.json, and a broken step failing parity.
 
 The model is a tiny causal MobileNetV2-ACTION (width 0.25, T=4, 64 px) trained on the synthetic
 gestures (``tests/assets/causal_tiny.pt``, made by ``tests/assets/make_causal_tiny.py``): a
@@ -31,6 +31,10 @@ PARITY_CLIPS = 16  # 16 x T = 64 frames in one stream (the goal asks for at leas
 #: a float top-1 margin under 0.62 logits (int8's largest error there), and 2 of them flip (measured:
 #: ExecuTorch and TFLite 96.9%); the export's own default stays 98%.
 TEST_GATE = Thresholds(min_sqnr_db=20.0, min_top1_int8=0.9)
+#: the int8 step (its own ranges) against the QAT clip graph (QAT's ranges), clip logits of 16 clips:
+#: two int8 graphs of one float model, each ~27 dB from it (measured: top-1 100%, 21.0 dB ExecuTorch,
+#: 19.0 dB TFLite)
+QAT_CLIP_TOP1, QAT_CLIP_SQNR = 0.9, 15.0
 _results: dict = {}
 @pytest.fixture(scope="module")
 def ckpt() -> Path:
@@ -67,7 +71,8 @@ def test_shipped_causal_qat_recipe_parses():
 
 
 def test_causal_qat_keeps_the_causal_band(tmp_path):
-    """QAT a few steps; the STE's banded Conv2d(T, T) may only learn the causal taps t-2, t-1, t."""
+    """QAT a few steps; the STE's banded Conv2d(T, T) may only learn the causal taps t-2, t-1, t, each
+    tap the same at every frame position (the training form's one kernel)."""
     from actionnet_edge.quant import load_qat_checkpoint
     from actionnet_edge.quant.qat import run_qat
     from actionnet_edge.train.config import parse_recipe
@@ -96,6 +101,13 @@ def test_causal_qat_keeps_the_causal_band(tmp_path):
         off = in_t - out_t
         assert float(per_pair[(off > 0) | (off < -2)].max()) == 0.0  # no future frame, nothing beyond t-2
         assert float(per_pair[off == -2].min()) > 0.0  # the causal tap t-2 is there
+        for d in (-2, -1, 0):  # every block of one tap tied: the training form's one kernel
+            blocks = [w[a, a + d] for a in range(T) if a + d >= 0]
+            assert all(torch.equal(b, blocks[0]) for b in blocks[1:]), d
+    from actionnet_edge.models.edge import to_edge
+
+    init_w = load_qat_checkpoint(tmp_path / "run" / "last.pt").edge_model()
+    assert any(not torch.equal(a, b) for a, b in zip(init_w.state_dict().values(), to_edge(m).state_dict().values()))
 
 
 @pytest.mark.parametrize("target", ["executorch", "tflite"])
@@ -149,14 +161,109 @@ def test_broken_step_fails_parity(target, ckpt, out_root):
     assert broken["vs_float"]["sqnr_db"] < good["vs_float"]["sqnr_db"] and not broken["passed"]
 
 
-def test_int8_streaming_of_a_qat_checkpoint_is_a_one_line_error(tmp_path):
+def test_streaming_of_a_malformed_qat_checkpoint_is_a_one_line_error(tmp_path):
     from actionnet_edge.export.streaming import load_stream_source
 
     raw = torch.load(save_test_checkpoint(tmp_path / "c.pt", export_test_model(causal=True)), weights_only=True)
     raw["qat"] = {"format": 1}
     torch.save(raw, tmp_path / "q.pt")
-    with pytest.raises(ActionNetError, match="QAT checkpoint of the clip graph"):
+    with pytest.raises(ActionNetError, match="invalid QAT state: qat.format"):
         load_stream_source(tmp_path / "q.pt", None)
+
+
+def test_untied_banded_weight_has_no_streaming_form():
+    """An edge form whose STE band differs between frame positions cannot go back to the training form."""
+    from actionnet_edge.models.edge import EdgeSTE, to_edge, to_training
+
+    model = trained_model()
+    edge = to_edge(model)
+    ste = next(m for m in edge.modules() if isinstance(m, EdgeSTE))
+    assert to_training(edge, model) is not None  # tied as built
+    with torch.no_grad():
+        ste.conv.weight[T - 1, T - 2] += 0.1  # the t-1 tap of the last frame only
+    with pytest.raises(ActionNetError, match="not tied"):
+        to_training(edge, model)
+
+
+@pytest.fixture(scope="module")
+def qat_ckpts(tmp_path_factory) -> dict[str, Path]:
+    """The trained causal model QAT-tuned for a few steps, once per quantizer."""
+    from actionnet_edge.quant.qat import run_qat
+    from actionnet_edge.train.config import parse_recipe
+
+    root = tmp_path_factory.mktemp("qat")
+    recipe = parse_recipe({
+        "model": {"arch": "mobilenet_v2", "temporal": "action", "width_mult": 0.25, "dropout": 0.0, "causal": True},
+        "data": {"dataset": "synthetic", "segments": T, "size": S, "num_train": 16, "num_val": 8, "workers": 0},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 0.01, "lr_steps": [], "log_every": 1},
+        "qat": {"backend": "xnnpack", "epochs": 1, "lr": 1e-3, "calib_batches": 2}})
+    out = {}
+    for backend in ("xnnpack", "litert"):
+        run_qat(recipe, root / backend, init=TRAINED, backend=backend, max_steps=3, device="cpu")
+        out[backend] = root / backend / "last.pt"
+    return out
+
+
+@pytest.mark.parametrize("target,backend", [("executorch", "xnnpack"), ("tflite", "litert")])
+def test_int8_streaming_export_of_a_qat_checkpoint(target, backend, qat_ckpts, tmp_path):
+    """QAT -> int8 step with the QAT weights, frame by frame against the fake-quantized step."""
+    from actionnet_edge.export import export_model
+    from actionnet_edge.export.streaming import load_stream_source
+    from actionnet_edge.quant import load_qat_checkpoint
+
+    if not target_available(target):
+        pytest.skip(f"{target} toolchain not installed")
+    ckpt = qat_ckpts[backend]
+    _, step, state = load_stream_source(ckpt, None)
+    qat_edge = load_qat_checkpoint(ckpt).edge_model()
+    clip = torch.randn(1, T, 3, S, S)
+    with torch.no_grad():  # the step carries the QAT weights: from zero state it is the QAT float clip model
+        st = step.init_state(1, S)
+        for i in range(T):
+            logits, st = step.step(clip[:, i], st)
+        assert torch.allclose(logits, qat_edge(clip), atol=1e-4)
+        assert not torch.allclose(logits, trained_model()(clip), atol=1e-3)  # QAT moved the weights
+    res = export_model(ckpt, target, tmp_path / "o", precision="int8", streaming=True, calib_clips=8,
+                       parity_clips=PARITY_CLIPS, thresholds=TEST_GATE)
+    p, q = res.parity, res.report["quantization"]
+    assert p["passed"] and p["frames"] >= PARITY_CLIPS * T and p["reference"] == "PyTorch int8 step"
+    assert p["vs_float"]["sqnr_db"] >= 20.0 and p["frame_logits_vs_float"]["sqnr_db"] >= 20.0
+    assert q["method"] == "qat" and q["backend"] == backend and state["backend"] == backend
+    agree = _vs_qat_clip_model(res, target, ckpt)
+    print(f"{target}: int8 step vs the QAT clip model: {agree}")
+    assert agree["top1_agreement"] >= QAT_CLIP_TOP1 and agree["sqnr_db"] >= QAT_CLIP_SQNR, agree
+
+
+def _vs_qat_clip_model(res, target: str, ckpt: Path) -> dict:
+    """The artifact run on each clip from zero state: its clip logits (after the T-th frame) against
+    the fake-quantized clip model QAT trained (two int8 graphs of one float model, ranges of their own)."""
+    from actionnet_edge.data.synth import SyntheticGestures
+    from actionnet_edge.export.parity import compare
+    from actionnet_edge.quant import fake_quant_model, load_qat_checkpoint
+
+    qat = load_qat_checkpoint(ckpt)
+    fq = fake_quant_model(qat.edge_model(), qat.backend, qat.state)
+    meta = json.loads((res.output / "metadata.json").read_text())
+    run = StreamRunner.load(EXPORTERS[target], res.artifact, meta["streaming"])
+    ds = SyntheticGestures("val", segments=T, size=S, n=PARITY_CLIPS, seed=7)
+    got, ref = [], []
+    for i in range(PARITY_CLIPS):
+        clip = ds[i].clip[None]
+        state = run.init_state()
+        for f in range(T):
+            logits, _, state = run.step(clip[:, f].numpy(), state)
+        got.append(np.asarray(logits).reshape(-1))
+        with torch.no_grad():
+            ref.append(fq(clip).reshape(-1).numpy())
+    return compare(np.stack(ref), np.stack(got))
+
+
+def test_int8_streaming_of_a_qat_checkpoint_for_another_quantizer_is_refused(qat_ckpts, tmp_path):
+    from actionnet_edge.export import export_model
+
+    with pytest.raises(ActionNetError, match="trained for the litert quantizer, not xnnpack"):
+        export_model(qat_ckpts["litert"], "executorch", tmp_path / "o", precision="int8", streaming=True)
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("target,precision", [("onnx", "fp16"), ("coreml", "int8")])

@@ -203,9 +203,9 @@ def export_model(
 
 def _stream_source(checkpoint, segments: int | None, exporter) -> _Source:
     """The streaming step of a causal checkpoint: all 4-D already, it is its own edge form."""
-    ckpt, model = load_stream_source(checkpoint, segments)
+    ckpt, model, qat_state = load_stream_source(checkpoint, segments)
     model.set_state_layout(exporter.stream_state_layout)
-    return _Source(ckpt, model, model, None, model.window)
+    return _Source(ckpt, model, model, qat_state, model.window)
 
 
 def _input_size(size: int | None, src: _Source, precision: str) -> int:
@@ -263,16 +263,24 @@ def _int8(exporter, src: _Source, s: int, calib_clips: int, data_root, dataset) 
 
 
 def _int8_stream(exporter, src: _Source, s: int, calib_clips: int, data_root, dataset) -> _Artifact:
-    """The int8 streaming step: PTQ on the frames of ``calib_clips`` clips as one stream; parity
-    against the converted PyTorch int8 step (what the artifact should reproduce)."""
-    if exporter.quant_backend is None:
+    """The int8 streaming step of a float or QAT checkpoint, its ranges calibrated on the frames of
+    ``calib_clips`` clips as one stream; parity against the converted PyTorch int8 step."""
+    backend, q = exporter.quant_backend, src.qat_state
+    if backend is None:
         raise ActionNetError(f"{exporter.name} has no int8 quantizer")
+    if q is not None and q["backend"] != backend:
+        raise ActionNetError(f"this QAT checkpoint was trained for the {q['backend']} quantizer, not {backend}: "
+                             f"export it to a target using {q['backend']} or re-run 'actionnet-edge qat --backend "
+                             f"{backend}'")
     calib, calib_src = sample_clips(calib_clips, src.t, s, src.mean, src.std, data_root=data_root, dataset=dataset,
                                     split="train", seed=1)
-    model = quantize_step(src.edge, exporter.quant_backend, calib)
-    info = {"method": "ptq", "backend": exporter.quant_backend, "calibration_clips": int(calib.shape[0]),
+    model = quantize_step(src.edge, backend, calib, per_channel=bool(q.get("per_channel", True)) if q else True)
+    info = {"method": "qat" if q else "ptq", "backend": backend, "calibration_clips": int(calib.shape[0]),
             "calibration_source": calib_src, "calibration": "the clips' frames in order as one stream",
-            "parity_reference": "the converted PyTorch int8 streaming step"}
+            "parity_reference": "the converted PyTorch int8 streaming step" + (" (the QAT weights, fake-quantized "
+                                                                               "with ranges calibrated on streams)" if q else "")}
+    if q is not None:
+        info["qat_input_shape"] = q["input_shape"]
     return _Artifact(model, model, "PyTorch int8 step", info)
 
 

@@ -45,21 +45,27 @@ STATE_QUANT = {"int8": "inside the graph: each state input is quantized to int8 
 
 
 def load_stream_source(checkpoint: str | Path | None, window: int | None):
-    """(checkpoint, its StreamingActionNet) of a causal float checkpoint; a clear error otherwise."""
+    """(checkpoint, its StreamingActionNet, QAT state or None) of a causal checkpoint, float or QAT
+    (the step then carries the QAT-tuned weights); a clear error otherwise."""
     from ..checkpoint import bundled_checkpoint, load_checkpoint
+    from ..models.edge import to_training
     from ..models.streaming import to_streaming
+    from ..quant import is_qat_checkpoint, load_qat_checkpoint
 
     if checkpoint is None and not bundled_checkpoint().is_file():
         raise ActionNetError(f"the bundled model {bundled_checkpoint().name} is not installed; pass --checkpoint CKPT")
     ckpt = load_checkpoint(checkpoint)
-    if isinstance(ckpt.raw.get("qat"), dict):
-        raise ActionNetError(f"{ckpt.path.name} is a QAT checkpoint of the clip graph, whose banded temporal weights "
-                             "have no streaming form; export --streaming from its float causal checkpoint "
-                             "(int8: calibrated on streams)")
     if not ckpt.model.config.get("causal", False):
         raise ActionNetError(f"{ckpt.path.name} is not a causal model: --streaming needs one trained with "
                              "model.causal: true (this one looks at future frames)")
-    return ckpt, to_streaming(ckpt.model, window)
+    if not is_qat_checkpoint(ckpt.raw):
+        return ckpt, to_streaming(ckpt.model, window), None
+    qat = load_qat_checkpoint(ckpt.path)
+    try:
+        model = to_training(qat.edge_model(), ckpt.model)
+    except ActionNetError as e:
+        raise ActionNetError(f"{ckpt.path.name}: {e}; re-run 'actionnet-edge qat' with this version") from None
+    return ckpt, to_streaming(model, window), qat.state
 
 
 def io_names(spec: list[tuple[str, tuple[int, ...]]]) -> tuple[list[str], list[str]]:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ActionNetError
 from .temporal import (CE, ME, STE, Action, LearnableShift, NoTemporal, TemporalModule, TemporalShift,
                                TemporalWrapper)
 
@@ -20,6 +21,31 @@ from .temporal import (CE, ME, STE, Action, LearnableShift, NoTemporal, Temporal
 def _tap_offset(src: nn.Module) -> int:
     """Frame offset of a temporal kernel's first tap: t-1 (centred) or t-2 (causal)."""
     return -2 if getattr(src, "causal", False) else -1
+
+
+def band_positions(t: int, offset: int) -> list[tuple[int, int]]:
+    """(output frame, input frame) pairs that one temporal tap, ``offset`` frames away, connects."""
+    return [(to, to + offset) for to in range(t) if 0 <= to + offset < t]
+
+
+def band_taps(weight: torch.Tensor, t: int, first: int, fallback: torch.Tensor) -> torch.Tensor:
+    """The 3 temporal taps (3, r, r, ...) of a block-banded (T*r, T*r, ...) weight, the inverse of
+    building it; a tap no pair of frames uses keeps ``fallback[k]``. Every block of one tap must be
+    equal (QAT ties them), else the weight has no training form."""
+    r = weight.shape[0] // t
+    blocks = weight.detach().reshape(t, r, t, r, *weight.shape[2:]).transpose(1, 2)  # (T, T, r, r, ...)
+    taps = fallback.detach().clone()
+    for k in range(3):
+        pairs = band_positions(t, first + k)
+        if not pairs:
+            continue
+        tap = torch.stack([blocks[a, b] for a, b in pairs])
+        spread = float((tap - tap[0]).abs().max())
+        if spread > 1e-6 * max(1.0, float(tap.abs().max())):
+            raise ActionNetError(f"a banded temporal weight differs between frame positions (by {spread:.3g}): its "
+                                 "blocks are not tied, so it has no training or streaming form")
+        taps[k] = tap[0]
+    return taps
 
 
 class EdgeLearnableShift(nn.Module):
@@ -40,6 +66,10 @@ class EdgeLearnableShift(nn.Module):
             y = F.pad(y, (0, 0, 2, 0))
         return self.conv(y).transpose(1, 2).reshape(nt, c, h, w)
 
+    @torch.no_grad()
+    def write_back(self, src: LearnableShift) -> None:
+        src.conv.weight.copy_(self.conv.weight.squeeze(-1))
+
 
 class EdgeSTE(nn.Module):
     """STE with a fixed-weight 1x1 conv for the channel mean and a banded Conv2d(T, T) for Conv3d."""
@@ -58,6 +88,10 @@ class EdgeSTE(nn.Module):
         nt, _, h, w = x.shape
         f = self.mean(x).reshape(nt // self.t, self.t, h, w)  # frames as channels
         return torch.sigmoid(self.conv(f).reshape(nt, 1, h, w))
+
+    @torch.no_grad()
+    def write_back(self, src: STE) -> None:
+        src.conv.weight.copy_(band_taps(self.conv.weight, self.t, self.tap_offset, src.conv.weight[0, 0][:, None, None])[:, 0, 0][None, None])
 
 
 class VectorLinear(nn.Linear):
@@ -108,6 +142,13 @@ class EdgeCE(nn.Module):
         f = F.relu(self.temporal(f.reshape(nt // self.t, self.t * r)))
         return torch.sigmoid(self.expand(f.reshape(nt, r)))
 
+    @torch.no_grad()
+    def write_back(self, src: CE) -> None:
+        src.squeeze.weight.copy_(self.squeeze.weight.reshape(src.squeeze.weight.shape))
+        src.expand.weight.copy_(self.expand.weight.reshape(src.expand.weight.shape))
+        src.temporal.weight.copy_(band_taps(self.temporal.weight, self.t, self.tap_offset,
+                                                src.temporal.weight.permute(2, 0, 1)).permute(1, 2, 0))
+
 
 class EdgeME(ME):
     """ME's training form (it pools before the frame difference: the difference runs on (NT, r)
@@ -133,6 +174,12 @@ class EdgeME(ME):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.expand(self.motion(x)))
 
+    @torch.no_grad()
+    def write_back(self, src: ME) -> None:
+        for name in ("squeeze", "bn", "conv"):
+            getattr(src, name).load_state_dict(getattr(self, name).state_dict())
+        src.expand.weight.copy_(self.expand.weight.reshape(src.expand.weight.shape))
+
 
 class EdgeAction(nn.Module):
     """ACTION: shift, then ``x * (P + sum of the path masks)`` (= ``sum(x + x * m_p)``, see excite).
@@ -156,6 +203,11 @@ class EdgeAction(nn.Module):
             if isinstance(p, EdgeSTE):
                 total = total + p(x)
         return x * total
+
+    def write_back(self, src: Action) -> None:
+        self.shift.write_back(src.shift)
+        for edge, path in zip(self.paths, src.paths.values()):
+            edge.write_back(path)
 
 
 _EDGE_PATHS = {STE: EdgeSTE, CE: EdgeCE, ME: EdgeME}
@@ -237,6 +289,23 @@ def to_edge(model: nn.Module) -> EdgeActionNet:
     """The export form of a trained ActionNet, in eval mode, numerically equal to ``model.eval()``."""
     model = getattr(model, "module", model)
     return EdgeActionNet(model).eval()
+
+
+def to_training(edge: EdgeActionNet, model: nn.Module) -> nn.Module:
+    """The inverse of :func:`to_edge`: a copy of the training-form ``model`` (same config) carrying
+    ``edge``'s weights and BN statistics (e.g. a QAT graph's), in eval mode. Taps no frame pair of
+    the edge form uses keep ``model``'s values."""
+    model = copy.deepcopy(getattr(model, "module", model))
+    own = model.state_dict()
+    theirs = edge.state_dict()
+    model.load_state_dict({k: theirs[k] if k in theirs and theirs[k].shape == v.shape else v for k, v in own.items()})
+    edge_mods = dict(edge.backbone.named_modules())
+    for name, mod in model.backbone.named_modules():
+        if isinstance(mod, TemporalWrapper):
+            write = getattr(edge_mods[name].temporal, "write_back", None)
+            if write is not None:
+                write(mod.temporal)
+    return model.eval()
 
 
 def with_layout(model: nn.Module, layout: str) -> nn.Module:

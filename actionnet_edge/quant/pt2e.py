@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from typing import Any, Iterable
+from functools import partial
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -18,7 +19,7 @@ from torch import nn
 from ..compat import align_same_scale_ranges, litert_patterns_as_modules
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ActionNetError
-from ..models.edge import EdgeCE, EdgeSTE
+from ..models.edge import EdgeCE, EdgeSTE, band_positions
 from ..progress import progress
 from .checkpoints import check_qat_state
 from .quantizers import make_quantizer
@@ -29,24 +30,33 @@ __all__ = ["prepare", "calibrate", "convert", "quantize", "freeze_observers", "s
            "load_prepared"]
 
 
-def _structure_masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Gradient masks that keep the edge form's banded temporal convs banded during QAT."""
-    masks: dict[str, torch.Tensor] = {}
+def _band_hooks(model: nn.Module) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Gradient hooks that keep the edge form's banded temporal weights what the training form's
+    kernels make: zero off the band, and every block of one tap tied (its gradient the sum over
+    the frame pairs, the training-form kernel's own), so a QAT model keeps a training and a
+    streaming form. STE's channel mean stays a mean."""
+    hooks: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     for name, m in model.named_modules():
         if isinstance(m, (EdgeSTE, EdgeCE)):
-            conv = m.conv if isinstance(m, EdgeSTE) else m.temporal
-            t = m.t
-            r = conv.weight.shape[0] // t
-            band = torch.zeros(t, t)
-            first = getattr(m, "tap_offset", -1)  # t-1 (centred) or t-2 (causal): input frame - output frame
-            for k in range(first, first + 3):
-                band += torch.diag(torch.ones(t - abs(k)), k)
-            mask = band.repeat_interleave(r, 0).repeat_interleave(r, 1)
-            masks[f"{name}.{'conv' if isinstance(m, EdgeSTE) else 'temporal'}.weight"] = (
-                mask.reshape(*mask.shape, *(1,) * (conv.weight.dim() - 2)).expand_as(conv.weight).clone())
-            if isinstance(m, EdgeSTE):  # the fixed channel mean stays a mean
-                masks[f"{name}.mean.weight"] = torch.zeros_like(m.mean.weight)
-    return masks
+            attr = "conv" if isinstance(m, EdgeSTE) else "temporal"
+            hooks[f"{name}.{attr}.weight"] = partial(_tie_band, t=m.t, first=m.tap_offset)
+            if isinstance(m, EdgeSTE):
+                hooks[f"{name}.mean.weight"] = torch.zeros_like
+    return hooks
+
+
+def _tie_band(grad: torch.Tensor, t: int, first: int) -> torch.Tensor:
+    """A block-banded (T*r, T*r, ...) weight's gradient: each tap's blocks summed and shared, zero off the band."""
+    r = grad.shape[0] // t
+    g = grad.reshape(t, r, t, r, *grad.shape[2:])
+    out = torch.zeros_like(g)
+    for k in range(first, first + 3):
+        pairs = band_positions(t, k)
+        if pairs:
+            total = sum(g[a, :, b] for a, b in pairs)
+            for a, b in pairs:
+                out[a, :, b] = total
+    return out.reshape(grad.shape)
 
 
 def prepare(model_edge: nn.Module, backend: str, example: torch.Tensor, *, qat: bool,
@@ -58,7 +68,7 @@ def prepare(model_edge: nn.Module, backend: str, example: torch.Tensor, *, qat: 
 
     quantizer = make_quantizer(backend, qat=qat, per_channel=per_channel)
     model_edge = model_edge.eval()
-    masks = _structure_masks(model_edge) if qat else {}
+    hooks = _band_hooks(model_edge) if qat else {}
     example = example[:1].expand(2, *example.shape[1:]).contiguous()  # batch 2: a dynamic batch dim
     gm = export(model_edge, (example,), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},)).module()
     patterns = litert_patterns_as_modules() if backend == "litert" else contextlib.nullcontext()
@@ -66,10 +76,10 @@ def prepare(model_edge: nn.Module, backend: str, example: torch.Tensor, *, qat: 
         prepared = prepare_qat_pt2e(gm, quantizer) if qat else prepare_pt2e(gm, quantizer)
     allow_exported_model_train_eval(prepared)
     params = dict(prepared.named_parameters())
-    for name, mask in masks.items():
+    for name, hook in hooks.items():
         p = params.get(name)
         if p is not None and p.requires_grad:
-            p.register_hook(lambda g, m=mask: g * m.to(g.device, g.dtype))
+            p.register_hook(hook)
     prepared.eval()
     return prepared
 

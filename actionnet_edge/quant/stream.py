@@ -7,9 +7,11 @@ the state a deployed stream carries. The state stays float32 at the graph's inpu
 outputs: the quantizer puts a quantize right after each state input and a dequantize before
 each state output, so an app feeds back what it got, as with the fp32 step.
 
-From a QAT checkpoint the step carries the QAT-tuned weights; its ranges are calibrated on
-streams too (the clip graph's observers do not map one to one onto the step's ops), and the
-reference of parity is the converted PyTorch int8 step (the fake-quantized numbers, in integers).
+From a QAT checkpoint the step carries the QAT-tuned weights (tied in time, see
+:mod:`.pt2e`); its activation ranges are calibrated on streams with the same min/max observers
+(the clip graph's ranges do not map one to one onto the step's ops, and QAT's moving-average
+fake quantization, seeded by a stream's first zero-state frames, barely moves in a short
+calibration). The converted graph is that fake quantization in integers: the parity reference.
 """
 from __future__ import annotations
 
@@ -66,14 +68,12 @@ def calibrate_step(prepared: torch.fx.GraphModule, clips: torch.Tensor, init_sta
     return int(frames.shape[0])
 
 
-def quantize_step(step: nn.Module, backend: str, clips: torch.Tensor, *, qat: bool = False,
-                  per_channel: bool = True) -> torch.fx.GraphModule:
+def quantize_step(step: nn.Module, backend: str, clips: torch.Tensor, *, per_channel: bool = True) -> torch.fx.GraphModule:
     """The converted int8 step for ``backend`` (PyTorch's int8 reference graph, what the exporters
-    lower and what parity compares with), calibrated on ``clips``' frames as one stream. ``qat``
-    builds the graph with the QAT quantizer config (fake quantization), otherwise PTQ observers."""
+    lower and what parity compares with), calibrated on ``clips``' frames as one stream."""
     s = tuple(clips.shape[-2:])
     init = step.init_state(1, s)
-    prepared = prepare_step(step, backend, (torch.zeros(1, 3, *s), *init), qat=qat, per_channel=per_channel)
+    prepared = prepare_step(step, backend, (torch.zeros(1, 3, *s), *init), qat=False, per_channel=per_channel)
     n = calibrate_step(prepared, clips, init)
     log.info("streaming step: %s int8 ranges calibrated on %d frames as one stream", backend, n)
     if backend != "litert":
@@ -83,4 +83,3 @@ def quantize_step(step: nn.Module, backend: str, clips: torch.Tensor, *, qat: bo
     if aligned:
         log.info("litert: %d reshape/transpose/mean outputs requantized with their input's int8 range", aligned)
     return converted
-
