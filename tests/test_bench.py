@@ -19,7 +19,7 @@ from actionnet_edge.bench.run import run_bench
 from actionnet_edge.bench.runtimes import RUNTIMES, Runtime, measure, summarize
 from actionnet_edge.cli.main import main
 
-TINY = dict(width_mult=0.25, num_classes=5, segments=4, size=64, warmup=1, runs=3, verify=False)
+TINY = dict(width_mult=0.25, num_classes=5, segments=4, size=64, warmup=1, runs=3, verify=False)  # conftest's tiny_checkpoint
 ROW_KEYS = {"variant", "runtime", "precision", "threads", "latency_ms_median", "latency_ms_p90", "peak_rss_mb",
             "file_mb", "macs"}
 
@@ -32,18 +32,6 @@ def _available(runtime: str) -> bool:
 
 
 CPU_RUNTIMES = [r for r in ("pytorch", "executorch", "litert", "onnxruntime") if _available(r)]
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """MobileNetV2-ACTION at width 0.25, 5 classes, 4 frames, 64 px."""
-    from actionnet_edge.checkpoint import default_preprocess, save_checkpoint
-    from actionnet_edge.models import create_model
-
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    model = create_model("mobilenet_v2", "action", TINY["segments"], TINY["num_classes"], TINY["width_mult"]).eval()
-    save_checkpoint(path, model, [f"c{i}" for i in range(5)], default_preprocess(model, TINY["size"]))
-    return path
 
 
 @pytest.fixture(scope="module")

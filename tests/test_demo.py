@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from _helpers import K, SIZE, T, moving_square, tiny_model, write_mp4
+from _helpers import K, SIZE, T, tiny_model
 from actionnet_edge.cli.main import main
 from actionnet_edge.demo.live import run_live
 from actionnet_edge.demo.runtime import open_artifact
@@ -102,8 +102,8 @@ def artifact(tiny_onnx_export) -> Path:
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return write_mp4(moving_square(20), tmp_path_factory.mktemp("video") / "gesture.mp4")
+def video(gesture_video) -> Path:
+    return gesture_video
 
 
 @pytest.mark.slow  # ONNX export of the tiny model

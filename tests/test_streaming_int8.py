@@ -25,7 +25,6 @@ from actionnet_edge.models.streaming import to_streaming
 
 pytestmark = pytest.mark.slow  # whole-model conversions
 ROOT = Path(__file__).resolve().parents[1]
-TRAINED = Path(__file__).resolve().parent / "assets" / "causal_tiny.pt"
 PARITY_CLIPS = 16  # 16 x T = 64 frames in one stream (the goal asks for at least 8 x T)
 #: the issue's 20 dB SQNR, and a top-1 floor below its 98%: on this tiny model 10 of the 64 frames have
 #: a float top-1 margin under 0.62 logits (int8's largest error there), and 2 of them flip (measured:
@@ -37,14 +36,14 @@ TEST_GATE = Thresholds(min_sqnr_db=20.0, min_top1_int8=0.9)
 QAT_CLIP_TOP1, QAT_CLIP_SQNR = 0.9, 15.0
 _results: dict = {}
 @pytest.fixture(scope="module")
-def ckpt() -> Path:
-    return TRAINED
+def ckpt(causal_tiny) -> Path:
+    return causal_tiny
 
 
-def trained_model() -> torch.nn.Module:
+def trained_model(path: Path) -> torch.nn.Module:
     from actionnet_edge.checkpoint import load_checkpoint
 
-    return load_checkpoint(TRAINED).model
+    return load_checkpoint(path).model
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +125,7 @@ def test_int8_streaming_export_and_parity(target, ckpt, out_root):
     assert meta["precision"] == "int8" and st["state_dtype"] == "float32"
     assert st["state_quantization"].startswith("inside the graph")
     layout = EXPORTERS[target].stream_state_layout
-    ref = to_streaming(trained_model()).set_state_layout(layout)
+    ref = to_streaming(trained_model(ckpt)).set_state_layout(layout)
     assert [(s["name"], tuple(s["shape"])) for s in st["state"]] == ref.state_spec(1, S)
     assert all(s["dtype"] == "float32" for s in st["state"] + st["inputs"] + st["outputs"])
     assert {s.get("layout") for s in st["state"] if len(s["shape"]) == 4} == {layout}
@@ -146,13 +145,13 @@ def test_broken_step_fails_parity(target, ckpt, out_root):
     run = StreamRunner.load(EXPORTERS[target], res.artifact, meta["streaming"])
     clips = torch.randn(8, T, 3, S, S)
     layout = EXPORTERS[target].stream_state_layout
-    model = trained_model()
+    model = trained_model(ckpt)
     with torch.no_grad():
         model.fc.weight.mul_(-1.0)
     bad_ref = to_streaming(model).set_state_layout(layout)
     assert not stream_parity(run, bad_ref, clips, "int8", Thresholds())["passed"]
 
-    good_ref = to_streaming(trained_model()).set_state_layout(layout)
+    good_ref = to_streaming(trained_model(ckpt)).set_state_layout(layout)
     good = stream_parity(run, good_ref, clips, "int8", Thresholds())  # the float step: quantization error only
     inner = run.run
     rng = np.random.default_rng(0)
@@ -171,11 +170,11 @@ def test_streaming_of_a_malformed_qat_checkpoint_is_a_one_line_error(tmp_path):
         load_stream_source(tmp_path / "q.pt", None)
 
 
-def test_untied_banded_weight_has_no_streaming_form():
+def test_untied_banded_weight_has_no_streaming_form(ckpt):
     """An edge form whose STE band differs between frame positions cannot go back to the training form."""
     from actionnet_edge.models.edge import EdgeSTE, to_edge, to_training
 
-    model = trained_model()
+    model = trained_model(ckpt)
     edge = to_edge(model)
     ste = next(m for m in edge.modules() if isinstance(m, EdgeSTE))
     assert to_training(edge, model) is not None  # tied as built
@@ -186,7 +185,7 @@ def test_untied_banded_weight_has_no_streaming_form():
 
 
 @pytest.fixture(scope="module")
-def qat_ckpts(tmp_path_factory) -> dict[str, Path]:
+def qat_ckpts(causal_tiny, tmp_path_factory) -> dict[str, Path]:
     """The trained causal model QAT-tuned for a few steps, once per quantizer."""
     from actionnet_edge.quant.qat import run_qat
     from actionnet_edge.train.config import parse_recipe
@@ -199,13 +198,13 @@ def qat_ckpts(tmp_path_factory) -> dict[str, Path]:
         "qat": {"backend": "xnnpack", "epochs": 1, "lr": 1e-3, "calib_batches": 2}})
     out = {}
     for backend in ("xnnpack", "litert"):
-        run_qat(recipe, root / backend, init=TRAINED, backend=backend, max_steps=3, device="cpu")
+        run_qat(recipe, root / backend, init=causal_tiny, backend=backend, max_steps=3, device="cpu")
         out[backend] = root / backend / "last.pt"
     return out
 
 
 @pytest.mark.parametrize("target,backend", [("executorch", "xnnpack"), ("tflite", "litert")])
-def test_int8_streaming_export_of_a_qat_checkpoint(target, backend, qat_ckpts, tmp_path):
+def test_int8_streaming_export_of_a_qat_checkpoint(target, backend, qat_ckpts, causal_tiny, tmp_path):
     """QAT -> int8 step with the QAT weights, frame by frame against the fake-quantized step."""
     from actionnet_edge.export import export_model
     from actionnet_edge.export.streaming import load_stream_source
@@ -222,7 +221,7 @@ def test_int8_streaming_export_of_a_qat_checkpoint(target, backend, qat_ckpts, t
         for i in range(T):
             logits, st = step.step(clip[:, i], st)
         assert torch.allclose(logits, qat_edge(clip), atol=1e-4)
-        assert not torch.allclose(logits, trained_model()(clip), atol=1e-3)  # QAT moved the weights
+        assert not torch.allclose(logits, trained_model(causal_tiny)(clip), atol=1e-3)  # QAT moved the weights
     res = export_model(ckpt, target, tmp_path / "o", precision="int8", streaming=True, calib_clips=8,
                        parity_clips=PARITY_CLIPS, thresholds=TEST_GATE)
     p, q = res.parity, res.report["quantization"]
@@ -306,7 +305,7 @@ def test_live_demo_runs_the_int8_streaming_step(target, ckpt, out_root, tmp_path
 
     with av.open(str(video)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
-    pre, stream = Preprocess.from_metadata(model.meta), to_streaming(trained_model())
+    pre, stream = Preprocess.from_metadata(model.meta), to_streaming(trained_model(ckpt))
     state, expected = stream.init_state(1, S), []
     for i, rgb in enumerate(frames):
         with torch.no_grad():

@@ -194,13 +194,6 @@ def test_capture_prints_the_log_tail_on_failure(tmp_path):
     assert f"lines of {log}" in proc.stderr and "raw fd2 line" in proc.stderr and "after" not in proc.stderr
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from _helpers import export_test_model, save_test_checkpoint
-
-    return save_test_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", export_test_model())
-
-
 @pytest.mark.slow
 def test_export_onnx_prints_a_handful_of_lines(tiny_checkpoint, tmp_path):
     pytest.importorskip("onnxscript")
