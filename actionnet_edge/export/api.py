@@ -30,7 +30,7 @@ from ..fsutil import check_writable, fault_point, publish_dir, sweep_stale, temp
 from .base import RuntimeUnavailable
 from ..models import check_input_size
 from ..models.edge import to_edge
-from ..quant import fake_quant_model, load_qat_checkpoint, quantize, quantize_step
+from ..quant import check_qat_backend, fake_quant_model, load_qat_checkpoint, quantize, quantize_step
 from .metadata import build_metadata
 from .clips import sample_clips
 from .parity import Thresholds, evaluate, summary
@@ -268,10 +268,8 @@ def _int8_stream(exporter, src: _Source, s: int, calib_clips: int, data_root, da
     backend, q = exporter.quant_backend, src.qat_state
     if backend is None:
         raise ActionNetError(f"{exporter.name} has no int8 quantizer")
-    if q is not None and q["backend"] != backend:
-        raise ActionNetError(f"this QAT checkpoint was trained for the {q['backend']} quantizer, not {backend}: "
-                             f"export it to a target using {q['backend']} or re-run 'actionnet-edge qat --backend "
-                             f"{backend}'")
+    if q is not None:
+        check_qat_backend(q, backend)
     calib, calib_src = sample_clips(calib_clips, src.t, s, src.mean, src.std, data_root=data_root, dataset=dataset,
                                     split="train", seed=1)
     model = quantize_step(src.edge, backend, calib, per_channel=bool(q.get("per_channel", True)) if q else True)

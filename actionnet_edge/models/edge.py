@@ -91,7 +91,8 @@ class EdgeSTE(nn.Module):
 
     @torch.no_grad()
     def write_back(self, src: STE) -> None:
-        src.conv.weight.copy_(band_taps(self.conv.weight, self.t, self.tap_offset, src.conv.weight[0, 0][:, None, None])[:, 0, 0][None, None])
+        taps = band_taps(self.conv.weight, self.t, self.tap_offset, src.conv.weight[0, 0][:, None, None])  # (3, 1, 1, 3, 3)
+        src.conv.weight.copy_(taps[:, 0, 0][None, None])
 
 
 class VectorLinear(nn.Linear):

@@ -27,7 +27,7 @@ from .quantizers import make_quantizer
 log = logging.getLogger(__name__)
 
 __all__ = ["prepare", "calibrate", "convert", "quantize", "freeze_observers", "set_qat_mode", "fake_quant_model",
-           "load_prepared"]
+           "load_prepared", "check_qat_backend"]
 
 
 def _band_hooks(model: nn.Module) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -196,14 +196,19 @@ def quantize(model_edge: nn.Module, backend: str, *, calib: Iterable[torch.Tenso
 def _prepared_from_qat(model_edge: nn.Module, backend: str, qat_state: dict[str, Any]) -> torch.fx.GraphModule:
     """The QAT graph of ``model_edge`` rebuilt for ``backend``, with ``qat_state``'s weights and ranges."""
     check_qat_state(qat_state)
-    if qat_state["backend"] != backend:
-        raise ActionNetError(f"this QAT checkpoint was trained for the {qat_state['backend']} quantizer, not "
-                             f"{backend}: export it to a target using {qat_state['backend']} or re-run "
-                             f"'actionnet-edge qat --backend {backend}'")
+    check_qat_backend(qat_state, backend)
     prepared = prepare(model_edge, backend, torch.zeros(tuple(qat_state["input_shape"])), qat=True,
                        per_channel=bool(qat_state.get("per_channel", True)))
     load_prepared(prepared, qat_state["state_dict"])
     return prepared
+
+
+def check_qat_backend(qat_state: dict[str, Any], backend: str) -> None:
+    """A QAT state is exported only with the quantizer it was trained for; one line otherwise."""
+    if qat_state["backend"] != backend:
+        raise ActionNetError(f"this QAT checkpoint was trained for the {qat_state['backend']} quantizer, not "
+                             f"{backend}: export it to a target using {qat_state['backend']} or re-run "
+                             f"'actionnet-edge qat --backend {backend}'")
 
 
 def fake_quant_model(model_edge: nn.Module, backend: str, qat_state: dict[str, Any]) -> torch.fx.GraphModule:

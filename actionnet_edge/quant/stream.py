@@ -31,18 +31,18 @@ log = logging.getLogger(__name__)
 __all__ = ["prepare_step", "calibrate_step", "quantize_step", "run_stream"]
 
 
-def prepare_step(step: nn.Module, backend: str, example: tuple[torch.Tensor, ...], *, qat: bool,
+def prepare_step(step: nn.Module, backend: str, example: tuple[torch.Tensor, ...], *,
                  per_channel: bool = True) -> torch.fx.GraphModule:
-    """Export the step with its static example and insert observers (PTQ) or fake quantization (QAT)."""
+    """Export the step with its static example and insert the backend's min/max observers."""
     from torch.export import export
     from torchao.quantization.pt2e import allow_exported_model_train_eval
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    quantizer = make_quantizer(backend, qat=qat, per_channel=per_channel)
+    quantizer = make_quantizer(backend, qat=False, per_channel=per_channel)
     gm = export(step.eval(), tuple(example), strict=False).module()
     patterns = litert_patterns_as_modules() if backend == "litert" else contextlib.nullcontext()
     with patterns:
-        prepared = prepare_qat_pt2e(gm, quantizer) if qat else prepare_pt2e(gm, quantizer)
+        prepared = prepare_pt2e(gm, quantizer)
     allow_exported_model_train_eval(prepared)
     prepared.eval()
     return prepared
@@ -73,7 +73,7 @@ def quantize_step(step: nn.Module, backend: str, clips: torch.Tensor, *, per_cha
     lower and what parity compares with), calibrated on ``clips``' frames as one stream."""
     s = tuple(clips.shape[-2:])
     init = step.init_state(1, s)
-    prepared = prepare_step(step, backend, (torch.zeros(1, 3, *s), *init), qat=False, per_channel=per_channel)
+    prepared = prepare_step(step, backend, (torch.zeros(1, 3, *s), *init), per_channel=per_channel)
     n = calibrate_step(prepared, clips, init)
     log.info("streaming step: %s int8 ranges calibrated on %d frames as one stream", backend, n)
     if backend != "litert":
