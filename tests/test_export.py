@@ -163,6 +163,28 @@ def test_executorch_int8_bundled_model(tmp_path):
     assert res.metadata["precision"] == "int8"
 
 
+@pytest.mark.slow  # whole-model conversion
+def test_onnx_int8_bundled_model(tmp_path):
+    """PTQ of the bundled model to ONNX: the XNNPACK quantizer's int8 graph as QDQ, run in ONNX
+    Runtime clip by clip (static batch of 1), against float and the converted PyTorch int8 model."""
+    if not target_available("onnx"):
+        pytest.skip("onnx not installed")
+    import onnx
+
+    from actionnet_edge.export import export_model
+
+    res = export_model(None, "onnx", tmp_path / "onnx", precision="int8", parity_clips=32, calib_clips=32,
+                       thresholds=Thresholds(min_sqnr_db=20.0, min_top1_int8=0.9))
+    p = res.report["parity"]
+    assert p["verified"] and p["passed"] and p["vs_float"]["sqnr_db"] >= 20.0
+    assert p["vs_quantized_pytorch"]["sqnr_db"] >= 25.0  # ONNX Runtime's int8 kernels vs PyTorch's int8 reference
+    assert res.report["quantization"]["backend"] == "xnnpack" and res.report["size_bytes"] < 3_000_000
+    model = onnx.load(str(res.artifact))
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    assert not [n for n in model.graph.node if n.metadata_props]  # no stack traces of this machine in the file
+    assert {i.data_type for i in model.graph.initializer if i.dims and i.dims[0] >= 8} >= {onnx.TensorProto.INT8}
+
+
 def test_parity_math():
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(40, K))
@@ -219,10 +241,11 @@ def test_missing_backend_names_extra(ckpt, tmp_path, monkeypatch):
 
 
 def test_precision_not_supported(ckpt, tmp_path):
-    if "onnx" not in EXPORTERS:
-        pytest.skip("no onnx exporter")
-    r = _cli("export", "--target", "onnx", "--precision", "int8", "--checkpoint", str(ckpt), "--output", str(tmp_path / "o"))
-    assert r.exit_code == 2 and "fp16" in r.output
+    if "executorch" not in EXPORTERS:
+        pytest.skip("no executorch exporter")
+    r = _cli("export", "--target", "executorch", "--precision", "fp16", "--checkpoint", str(ckpt), "--output",
+             str(tmp_path / "o"))
+    assert r.exit_code == 2 and "fp16" in r.output and "int8" in r.output and _nothing_left(tmp_path, "o")
 
 
 @pytest.mark.slow  # whole-model conversion

@@ -151,8 +151,9 @@ _JARS = [Path("/usr/share/java") / j for j in ("junit4.jar", "hamcrest-core.jar"
 
 
 def _streaming_metadata(path: Path) -> Path:
-    """The metadata.json `export --streaming` writes for a tiny causal model (no conversion: the
-    exporter's own build_metadata + streaming_section + add_streaming)."""
+    """The metadata.json `export --streaming --precision int8 --target tflite` writes for a tiny
+    causal model, the phone's form (no conversion: the exporter's own build_metadata +
+    streaming_section + add_streaming; its state is float32 at the interface, as the fp32 step's)."""
     from actionnet_edge.checkpoint import default_preprocess
     from actionnet_edge.export.metadata import build_metadata
     from actionnet_edge.export.streaming import add_streaming, streaming_section
@@ -163,11 +164,13 @@ def _streaming_metadata(path: Path) -> Path:
     from actionnet_edge.export import EXPORTERS
 
     stream, size = to_streaming(m).set_state_layout(EXPORTERS["tflite"].stream_state_layout), 64  # as a .tflite's
-    meta = build_metadata(target="tflite", precision="fp32", artifact="model_streaming.tflite", layout="NCHW",
+    meta = build_metadata(target="tflite", precision="int8", artifact="model_int8_streaming.tflite", layout="NCHW",
                           labels=[f"g{i}" for i in range(5)], segments=stream.window, size=size,
                           preprocess=default_preprocess(m, size), model_config=m.config,
                           checkpoint_name="causal.pt", checkpoint_sha256="0" * 64)
-    path.write_text(json.dumps(add_streaming(meta, streaming_section(stream, size))))
+    section = streaming_section(stream, size, "int8")
+    assert section["state_dtype"] == "float32" and "state_quantization" in section
+    path.write_text(json.dumps(add_streaming(meta, section)))
     return path
 
 
@@ -203,7 +206,9 @@ def _selftest_folder(dest: Path, src: Path | None = None) -> Path:
 
 def _stream_vectors(dest: Path) -> Path:
     """A streaming step's vectors as the exporter writes them (``write_vectors`` with a tiny causal
-    model, 2 clips of 4 frames at 32 px; no artifact, so no host runtime tensor)."""
+    model, 2 clips of 4 frames at 32 px; no artifact, so no host runtime tensor), marked int8, the
+    phone's form, whose frame logits are judged by SQNR (a float stream's by cosine is covered by the
+    JUnit test's own small vectors)."""
     from _helpers import export_test_model
 
     from actionnet_edge.export.parity import Thresholds
@@ -213,7 +218,7 @@ def _stream_vectors(dest: Path) -> Path:
     dest.mkdir(parents=True)
     stream = to_streaming(export_test_model(causal=True, temporal_noise=0.05))
     clips = torch.randn(4, 4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    meta = {"artifact": "model_streaming.onnx", "target": "onnx", "precision": "fp32", "layout": "NCHW"}
+    meta = {"artifact": "model_int8_streaming.onnx", "target": "onnx", "precision": "int8", "layout": "NCHW"}
     write_vectors(dest, None, dest / meta["artifact"], meta, Thresholds(), None, None, stream, clips)
     return _selftest_folder(dest)
 

@@ -235,7 +235,8 @@ export function judgeVectors(doc, tensors, out) {
   }
   if (doc.kind === 'stream') {
     const fl = figures.frame_logits_vs_pytorch = compareLogits(tensors.pytorch_frame_logits.data, out.frame_logits, n);
-    checks[`vs pytorch: frame_logits cosine >= ${minCos}`] = fl.cosine >= minCos;
+    if (doc.precision === 'int8') checks[`vs pytorch: frame_logits sqnr_db >= ${tol.min_sqnr_db}`] = fl.sqnr_db >= tol.min_sqnr_db;
+    else checks[`vs pytorch: frame_logits cosine >= ${minCos}`] = fl.cosine >= minCos;
   }
   if (tensors.host_runtime) {
     const host = tensors.host_runtime.data;

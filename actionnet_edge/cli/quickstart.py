@@ -51,7 +51,7 @@ def _jobs() -> tuple[list[tuple[str, str]], list[dict]]:
         except ActionNetError as e:
             skipped.append({"target": name, "precision": "-", "status": "skipped", "detail": str(e)})
             continue
-        int8 = name in ("executorch", "tflite") and "int8" in exporter.precisions
+        int8 = name in ("executorch", "tflite", "onnx") and "int8" in exporter.precisions
         jobs += [(name, p) for p in ["fp32"] + (["int8"] if int8 else [])]
     return jobs, skipped
 

@@ -140,6 +140,7 @@ def convert(prepared: torch.fx.GraphModule, *, fold_weights: bool = True) -> tor
     converted = convert_pt2e(prepared, fold_quantize=fold_weights)
     allow_exported_model_train_eval(converted)  # .eval() works (exporters wrap it in modules)
     converted.eval()
+    converted.training = False  # torchao's eval() moves the ops to eval form but leaves the flag
     return converted
 
 

@@ -107,7 +107,11 @@ class SelfTest(val doc: JSONObject, val tensors: Map<String, VectorTensor>) {
             requireNotNull(frameLogits) { "a stream's self-test needs the frame_logits of every step" }
             val fl = compare(reference("pytorch_frame_logits"), frameLogits, count, "frame_logits")
             figures["frame_logits_vs_pytorch"] = fl
-            checks["vs pytorch: frame_logits cosine >= ${jsNumber(minCos)}"] = fl.cosine >= minCos
+            if (precision == "int8") {  // int8 is judged by SQNR, as the export's parity judges it
+                checks["vs pytorch: frame_logits sqnr_db >= ${jsNumber(tol("min_sqnr_db"))}"] = fl.sqnrDb >= tol("min_sqnr_db")
+            } else {
+                checks["vs pytorch: frame_logits cosine >= ${jsNumber(minCos)}"] = fl.cosine >= minCos
+            }
         }
         val host = tensors["host_runtime"]
         if (host != null) {
