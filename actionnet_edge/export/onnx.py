@@ -118,7 +118,7 @@ def _drop_debug_info(proto) -> None:
     """Remove the exporter's metadata: per node its Python stack trace and FX node (paths of the
     exporting machine; 77% of an int8 step's bytes), and the model-level entries (ours replace them)."""
     del proto.metadata_props[:]
-    for graph in (proto.graph, *(f for f in proto.functions)):
+    for graph in (proto.graph, *proto.functions):
         for node in graph.node:
             del node.metadata_props[:]
 

@@ -80,36 +80,41 @@ def _margins(logits: np.ndarray) -> np.ndarray:
     return top2[:, 1] - top2[:, 0]
 
 
-def _clearest_stream(stream, clips: torch.Tensor, n: int) -> np.ndarray:
-    """The frames (n * T, 1, 3, S, S) of ``n`` of ``clips`` as one stream from zero state, each clip
-    picked in turn as the one whose frames (after those picked before) have the largest smallest
-    top-1 gap: a stream's first frames see little, and a near tie there flips on int8 rounding."""
+def _clearest_stream(stream, clips: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The frames (n * T, 1, 3, S, S) of ``n`` of ``clips`` as one stream from zero state, with the
+    stream's (logits, frame_logits): each clip picked in turn, from the state the clips before it
+    left, as the one whose frames have the largest smallest top-1 gap (a stream's first frames see
+    little, and a near tie there flips on int8 rounding)."""
     frames = clips.float().numpy()[:, :, None]  # (N, T, 1, 3, S, S)
-    picked: list[int] = []
+    state, picked, outs = None, [], []
     for _ in range(min(n, len(clips))):
-        before = [f for i in picked for f in frames[i]]
-        gaps = {i: _margins(_torch_stream(stream, np.stack(before + list(frames[i])))[0][len(before):]).min()
-                for i in range(len(clips)) if i not in picked}
-        picked.append(max(gaps, key=gaps.get))
-    return np.stack([f for i in picked for f in frames[i]])
+        runs = {i: _torch_stream(stream, frames[i], state) for i in range(len(clips)) if i not in picked}
+        best = max(runs, key=lambda i: _margins(runs[i][0]).min())
+        picked.append(best)
+        outs.append(runs[best][:2])
+        state = runs[best][2]
+    return (np.concatenate([frames[i] for i in picked]), np.concatenate([o[0] for o in outs]),
+            np.concatenate([o[1] for o in outs]))
 
 
-def _stream_outputs(step, frames, state) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, frame_logits) (n, 1, K) of ``step(frame, state) -> (logits, frame_logits, state)``."""
+def _stream_outputs(step, frames, state) -> tuple[np.ndarray, np.ndarray, list]:
+    """(logits, frame_logits) (n, 1, K) of ``step(frame, state) -> (logits, frame_logits, state)``,
+    and the state after the last frame."""
     got = []
     for x in frames:
         logits, frame_logits, state = step(x, state)
         got.append((np.asarray(logits, np.float32).reshape(1, -1), np.asarray(frame_logits, np.float32).reshape(1, -1)))
-    return np.stack([g[0] for g in got]), np.stack([g[1] for g in got])
+    return np.stack([g[0] for g in got]), np.stack([g[1] for g in got]), state
 
 
-def _torch_stream(stream, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _torch_stream(stream, frames: np.ndarray, state: list | None = None) -> tuple[np.ndarray, np.ndarray, list]:
+    """The PyTorch step's outputs over ``frames`` from ``state`` (None: the zero state), and its state after."""
     def step(x, state):
         with torch.no_grad():
             o = stream(torch.from_numpy(x), *state)
         return o[0].numpy(), o[1].numpy(), list(o[2:])
 
-    return _stream_outputs(step, frames, stream.init_state(1, tuple(frames.shape[-2:])))
+    return _stream_outputs(step, frames, stream.init_state(1, tuple(frames.shape[-2:])) if state is None else state)
 
 
 def _host_outputs(exporter, artifact: Path, layout: str, section, clips: np.ndarray) -> dict[str, np.ndarray]:
@@ -123,7 +128,7 @@ def _host_outputs(exporter, artifact: Path, layout: str, section, clips: np.ndar
     try:
         if section is not None:
             run = StreamRunner.load(exporter, artifact, section)
-            logits, frame_logits = _stream_outputs(run.step, clips, run.init_state())
+            logits, frame_logits, _ = _stream_outputs(run.step, clips, run.init_state())
             return {"host_runtime": logits, "host_runtime_frame_logits": frame_logits}
         return {"host_runtime": exporter.load(artifact, layout=layout)(clips)[:, None]}
     except RuntimeUnavailable as e:
@@ -143,8 +148,7 @@ def write_vectors(folder: Path, exporter, artifact: Path, meta: dict[str, Any], 
     """
     precision, layout, section = meta["precision"], meta["layout"], meta.get("streaming")
     if stream is not None:
-        x = _clearest_stream(stream, clips, STREAM_CLIPS)
-        logits, frame_logits = _torch_stream(stream, x)
+        x, logits, frame_logits = _clearest_stream(stream, clips, STREAM_CLIPS)
         tensors = {"input": x, "pytorch": logits, "pytorch_frame_logits": frame_logits}
         tensors.update(_host_outputs(exporter, artifact, layout, section, x))
     else:
