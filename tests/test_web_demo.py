@@ -34,6 +34,9 @@ from actionnet_edge.demo.web import make_server, serve_background, url_of, write
 from actionnet_edge.demo.web import check_streaming
 from actionnet_edge.demo.window import Preprocess, SlidingWindow
 from actionnet_edge.errors import ActionNetError
+from actionnet_edge.export.parity import Thresholds, sqnr_db
+from actionnet_edge.export.streaming import load_stream_source
+from actionnet_edge.export.vectors import _torch_stream
 
 pytestmark = pytest.mark.slow  # whole-model conversions
 
@@ -414,10 +417,17 @@ def _causal_checkpoint(path: Path) -> Path:
     return save_test_checkpoint(path, export_test_model(causal=True, temporal_noise=0.3))
 
 
-#: the page's step logits against onnxruntime's on the host, per precision: fp32 the same float
-#: arithmetic; int8 onnxruntime-web's int8 kernels (WebAssembly) against the x86 ones, which take
-#: another path (int8 activations converted to uint8) and round each requantization on their own
-STREAM_PAGE_ATOL = {"fp32": 2e-4, "int8": 0.25}
+#: the page's step logits against onnxruntime's on the host. fp32: the same float arithmetic, so
+#: every logit of every step within STREAM_PAGE_ATOL. int8: onnxruntime-web's int8 kernels
+#: (WebAssembly) round each requantization on their own path, unlike the x86 ones (int8 activations
+#: converted to uint8), and the carried state feeds a rounding difference into every later step, so a
+#: logit drifts by whole output steps (0.124 on the tiny model; 3 steps seen). Judged over the stream
+#: instead: page vs onnxruntime SQNR at least the bar int8 clears against float (28-30 dB measured),
+#: the page as close to the float model as onnxruntime is (within STREAM_PAGE_INT8_LOSS_DB; 0.1-0.2 dB
+#: measured), and top-1 where the margin exceeds the drift
+STREAM_PAGE_ATOL = {"fp32": 2e-4}
+STREAM_PAGE_INT8_LOSS_DB = 1.0
+STREAM_PAGE_INT8_FLIP_MARGIN = 1.0  # logits: a top-2 gap this wide survives 4 output steps on each side
 
 
 @pytest.fixture(scope="module", params=["fp32", "int8"])
@@ -425,7 +435,6 @@ def stream_artifact(request, tmp_path_factory, causal_tiny) -> Path:
     """An fp32 step (a random tiny causal model whose logits move clearly with the frames) and the
     phone's form, an int8 step (the trained tiny causal model: int8 of random weights is noise)."""
     from actionnet_edge.export import EXPORTERS, export_model
-    from actionnet_edge.export.parity import Thresholds
 
     if "onnx" not in EXPORTERS:
         pytest.skip("the ONNX exporter is not installed")
@@ -470,7 +479,7 @@ def test_streaming_page_runs_one_inference_per_frame(stream_run, stream_artifact
 
 
 @needs_browser
-def test_streaming_page_logits_match_python_stream_runner(stream_run, stream_artifact):
+def test_streaming_page_logits_match_python_stream_runner(stream_run, stream_artifact, causal_tiny):
     """Every step the page recorded (from its zero state at the first frame it ran) equals
     StreamRunner + onnxruntime replaying the same frames from zero state: logits, and the
     smoothed scores from the T-th step on."""
@@ -482,23 +491,33 @@ def test_streaming_page_logits_match_python_stream_runner(stream_run, stream_art
     assert model.stream is not None
     pre = Preprocess.from_metadata(model.meta)
     win = SlidingWindow.from_metadata(model.meta, alpha=0.5)
-    atol = STREAM_PAGE_ATOL[model.meta["precision"]]
+    precision = model.meta["precision"]
     state, ref, page = model.stream.init_state(), [], []
     for i, (frame, page_logits, page_scores) in enumerate(zip(frames, got["logits"], got["scores"])):
         logits, _, state = model.stream.step(pre(frame)[None], state)
         ref.append(logits[0])
         page.append(np.asarray(page_logits, np.float32))
-        np.testing.assert_allclose(page[-1], logits[0], atol=atol, rtol=0, err_msg=f"step {i}")
+        if precision == "fp32":
+            np.testing.assert_allclose(page[-1], logits[0], atol=STREAM_PAGE_ATOL["fp32"], rtol=0, err_msg=f"step {i}")
         if i + 1 < T:
             assert page_scores is None
         else:  # the page smooths its logits as the Python window does
             np.testing.assert_allclose(page_scores, win.update(page[-1]), atol=1e-5, rtol=0, err_msg=f"step {i}")
     page, ref = np.stack(page), np.stack(ref)
     same = page.argmax(1) == ref.argmax(1)
-    print(f"{model.meta['precision']} step: page vs onnxruntime max abs logit error {np.abs(page - ref).max():.2e} "
-          f"over {len(ref)} steps, top-1 agreement {same.mean():.3f}")
+    sqnr = sqnr_db(ref, page)
+    print(f"{precision} step: page vs onnxruntime max abs logit error {np.abs(page - ref).max():.2e}, "
+          f"SQNR {sqnr:.1f} dB over {len(ref)} steps, top-1 agreement {same.mean():.3f}")
+    if precision == "int8":
+        stream = load_stream_source(causal_tiny, None)[1].eval()
+        flt = _torch_stream(stream, np.stack([pre(f)[None] for f in frames]))[0][:, 0]
+        vs_float = {"page": sqnr_db(flt, page), "onnxruntime": sqnr_db(flt, ref)}
+        print(f"int8 step vs PyTorch float: page {vs_float['page']:.1f} dB, onnxruntime {vs_float['onnxruntime']:.1f} dB")
+        assert sqnr >= Thresholds().min_sqnr_db, sqnr
+        assert vs_float["page"] >= vs_float["onnxruntime"] - STREAM_PAGE_INT8_LOSS_DB, vs_float
+    margin = 2 * STREAM_PAGE_ATOL["fp32"] if precision == "fp32" else STREAM_PAGE_INT8_FLIP_MARGIN
     top2 = np.sort(ref, axis=1)[:, -2:]
-    clear = top2[:, 1] - top2[:, 0] > 2 * atol  # a top-1 no logit error within atol can flip
+    clear = top2[:, 1] - top2[:, 0] > margin  # a top-1 the drift cannot flip
     assert same[clear].all() and clear.sum() >= len(ref) // 2, (same, clear)
     assert np.ptp(ref, axis=0).max() > 1e-3  # the logits change from frame to frame
     alone, _, _ = model.stream.step(pre(frames[-1])[None], model.stream.init_state())

@@ -129,6 +129,7 @@ class _Half(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = copy.deepcopy(model).half()
+        self.eval()  # a new module trains by default; torch.onnx warns on exporting one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.half()).float()
