@@ -15,3 +15,6 @@ MIN_SEGMENTS, MAX_SEGMENTS = 2, 64
 
 #: export targets, in display order (each has a module of that name in actionnet_edge.export)
 EXPORT_TARGETS = ("executorch", "tflite", "coreml", "onnx")
+
+#: the bench's variants, each a temporal module on the same backbone: name -> temporal module
+BENCH_VARIANTS = {"tsn": "none", "tsm": "shift", "action": "action"}

@@ -4,13 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..constants import BENCH_VARIANTS
 from ..errors import ActionNetError, unknown_name
 from ..models import check_input_size
 from ..export import PRECISIONS
 from . import adb
 from .runtimes import get_runtime
 
-VARIANTS = {"tsn": "none", "tsm": "shift", "action": "action"}
+VARIANTS = BENCH_VARIANTS
 TEMPORAL_TO_VARIANT = {v: k for k, v in VARIANTS.items()}
 SCHEMA = "actionnet-edge.bench/1"
 
