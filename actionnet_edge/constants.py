@@ -16,5 +16,8 @@ MIN_SEGMENTS, MAX_SEGMENTS = 2, 64
 #: export targets, in display order (each has a module of that name in actionnet_edge.export)
 EXPORT_TARGETS = ("executorch", "tflite", "coreml", "onnx")
 
-#: the bench's variants, each a temporal module on the same backbone: name -> temporal module
-BENCH_VARIANTS = {"tsn": "none", "tsm": "shift", "action": "action"}
+#: the bench's variants, each a temporal module on the same backbone: name -> temporal module. TSN,
+#: TSM and ACTION by default; on request STE, CE and ME, each the learnable shift and one excitation
+#: path (the paper's Table 3), to see what each path of ACTION costs
+BENCH_VARIANTS = {"tsn": "none", "tsm": "shift", "action": "action", "ste": "ste", "ce": "ce", "me": "me"}
+DEFAULT_BENCH_VARIANTS = ("tsn", "tsm", "action")

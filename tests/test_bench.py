@@ -410,6 +410,21 @@ def test_unknown_runtime_suggests_the_closest():
     assert "unknown runtime 'litrt'" in r.stderr and "Did you mean 'litert'?" in r.stderr
 
 
+def test_path_variants_are_the_shift_and_one_action_path(tmp_path, tiny_checkpoint):
+    """--variants ste,ce,me: the learnable shift and one excitation path each, on the same backbone
+    as TSM and ACTION; each costs more MACs than TSM and less than ACTION."""
+    from actionnet_edge.bench.sources import prepare_sources
+
+    opts = BenchOptions(runtimes=["pytorch"], precisions=["fp32"], variants=["tsm", "ste", "ce", "me", "action"], **TINY)
+    opts.validate()
+    sources = {s.variant: s for s in prepare_sources(tiny_checkpoint, opts, tmp_path, [])}
+    for v in ("ste", "ce", "me"):
+        assert sources[v].config["temporal"] == v
+        assert sources["tsm"].macs < sources[v].macs < sources["action"].macs, v
+    r = CliRunner().invoke(main, ["bench", "--variants", "tsm,stee"])
+    assert r.exit_code == 2 and "unknown variant 'stee'" in r.stderr and "Did you mean 'ste'?" in r.stderr
+
+
 def test_runtime_not_installed_names_the_extra(monkeypatch):
     fake = Runtime("onnxruntime", ".onnx", "onnx", "onnx", "no_such_module_for_the_test", "onnxruntime")
     monkeypatch.setitem(RUNTIMES, "onnxruntime", fake)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..constants import BENCH_VARIANTS
+from ..constants import BENCH_VARIANTS, DEFAULT_BENCH_VARIANTS
 from ..errors import ActionNetError, unknown_name
 from ..models import check_input_size
 from ..export import PRECISIONS
@@ -23,7 +23,7 @@ class BenchOptions:
     runtimes: list[str] = field(default_factory=lambda: ["pytorch", "executorch", "litert", "onnxruntime", "coreml"])
     precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
     threads: list[int] = field(default_factory=lambda: [2])
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    variants: list[str] = field(default_factory=lambda: list(DEFAULT_BENCH_VARIANTS))
     segments: int | None = None
     size: int | None = None
     warmup: int = 5

@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..constants import BENCH_VARIANTS
+from ..constants import DEFAULT_BENCH_VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def _turns_table(rows: list[dict]) -> list[str]:
         for r in turns:
             same = {x["variant"]: x for x in rows if x.get("mode", "clip") == "clip"
                     and (x["runtime"], x["precision"], x["threads"]) == (r["runtime"], r["precision"], r["threads"])}
-            ms = [_fmt(same.get(v, {}).get("latency_ms_median_in_turns")) for v in BENCH_VARIANTS]
+            ms = [_fmt(same.get(v, {}).get("latency_ms_median_in_turns")) for v in DEFAULT_BENCH_VARIANTS]
             lines.append(f"| {r['runtime']} | {r['precision']} | {r['threads']} | {' | '.join(ms)} | "
                          f"{100 * r['over_tsm_in_turns']:+.1f}% |")
     return lines

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..constants import BENCH_VARIANTS
+from ..constants import BENCH_VARIANTS, DEFAULT_BENCH_VARIANTS
 from ..errors import ActionNetError, unknown_name
 from ..logs import LOG_NAME, capture, console
 
@@ -79,7 +79,7 @@ def _runtimes() -> list[str]:
 @click.option("--threads", default="2", show_default=True, callback=_csv("thread count", None, int),
               help="Comma list of thread counts, e.g. 1,2,4.")
 @click.option("--variants", default=None, callback=_csv("variant", list(BENCH_VARIANTS)),
-              help="Temporal variants on the same backbone [default: tsn,tsm,action; with --streaming action].")
+              help="Temporal variants on the same backbone: tsn, tsm, action, and ste, ce, me (the learnable shift and one ACTION path each) [default: tsn,tsm,action; with --streaming action].")
 @click.option("--streaming", is_flag=True,
               help="Causal models: per-frame latency of the streaming export next to the T-frame clip latency, "
                    "and the goal per-frame < 1/6 of a clip, judged with the step and the clip timed in turns "
@@ -133,7 +133,7 @@ def command(checkpoint, artifacts, runtimes, precisions, threads, variants, segm
     if dry_run and not device:
         raise ActionNetError("--dry-run prints the adb commands of --device adb:SERIAL; pass --device")
     precisions = precisions or (["fp32"] if streaming else ["fp32", "int8"])
-    variants = variants or (["action"] if streaming else list(BENCH_VARIANTS))
+    variants = variants or (["action"] if streaming else list(DEFAULT_BENCH_VARIANTS))
     explicit = runtimes is not None
     if runtimes is None:
         if artifacts:
