@@ -518,7 +518,7 @@ def test_streaming_page_logits_match_python_stream_runner(stream_run, stream_art
     margin = 2 * STREAM_PAGE_ATOL["fp32"] if precision == "fp32" else STREAM_PAGE_INT8_FLIP_MARGIN
     top2 = np.sort(ref, axis=1)[:, -2:]
     clear = top2[:, 1] - top2[:, 0] > margin  # a top-1 the drift cannot flip
-    assert same[clear].all() and clear.sum() >= len(ref) // 2, (same, clear)
+    assert same[clear].all() and clear.sum() >= T, (same, clear)  # not vacuous: the stream's first steps are near ties
     assert np.ptp(ref, axis=0).max() > 1e-3  # the logits change from frame to frame
     alone, _, _ = model.stream.step(pre(frames[-1])[None], model.stream.init_state())
     assert np.abs(alone[0] - ref[-1]).max() > 1e-3  # ... and depend on the carried state, not the frame alone
