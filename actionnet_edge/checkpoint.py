@@ -32,7 +32,7 @@ import torch
 
 from ._version import __version__
 from .errors import ActionNetError
-from .fsutil import atomic_write, fs_error, sweep_stale
+from .fsutil import atomic_write, fs_error, load_untrusted, sweep_stale
 
 FORMAT = "actionnet-edge.checkpoint/1"
 BUNDLED_NAME = "actionnet_mbv2_synth.pt"
@@ -119,14 +119,7 @@ def file_sha256(path: str | Path) -> str:
 def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
     """Load and validate a checkpoint dict (``None``: the bundled model) without building it."""
     path = Path(path) if path is not None else bundled_checkpoint()
-    if not path.is_file():
-        raise ActionNetError(f"checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as e:
-        raise fs_error(e, path) from None
-    except Exception as e:
-        raise ActionNetError(f"{path} is not a valid checkpoint ({load_reason(e)})") from None
+    raw = load_untrusted(path, "checkpoint")
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ActionNetError(f"{path} is not an actionnet-edge checkpoint (no '{FORMAT}' format tag)")
     problems = []
@@ -143,20 +136,6 @@ def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
     if problems:
         raise ActionNetError(f"{path}: invalid checkpoint: {'; '.join(problems)}")
     return raw
-
-
-def load_reason(e: Exception) -> str:
-    """Why torch could not load a file, without torch's advice to load it unsafely."""
-    text = str(e)
-    if isinstance(e, EOFError):
-        return "empty or cut short"
-    if "Weights only load failed" in text or "weights_only" in text:
-        return ("not a file of tensors and plain values only; refused, since unpickling anything else "
-                "could run code")
-    if "zip archive" in text or "central directory" in text or "PytorchStreamReader" in text:
-        return "truncated or not a torch file"
-    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-    return first[:200]
 
 
 def load_checkpoint(path: str | Path | None = None) -> Checkpoint:

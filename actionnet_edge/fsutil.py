@@ -29,7 +29,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import ActionNetError
 
@@ -255,3 +255,48 @@ def raise_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _handler)
     except (ValueError, OSError):
         pass
+
+
+#: how a file torch.load reads begins: a zip archive (torch >= 1.6) or a pickle (protocol 2+)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _looks_like_torch(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return True  # let the load's own error speak
+    return not head or head.startswith(_TORCH_MAGIC)
+
+
+def _load_reason(e: Exception, path: Path) -> str:
+    """Why torch could not load ``path``, without torch's advice to load it unsafely."""
+    text = str(e)
+    if isinstance(e, EOFError):
+        return "empty or cut short"
+    if not _looks_like_torch(path):
+        return "not a torch file: neither a zip archive nor a pickle"
+    if "Weights only load failed" in text or "weights_only" in text:
+        return ("not a file of tensors and plain values only; refused, since unpickling anything else "
+                "could run code")
+    if "zip archive" in text or "central directory" in text or "PytorchStreamReader" in text:
+        return "truncated or not a torch file"
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return first[:200]
+
+
+def load_untrusted(path: str | Path, what: str) -> Any:
+    """``torch.load`` of a file from elsewhere: tensors and plain values only (``weights_only``),
+    and a one-line error naming the problem when ``path`` is missing or not such a file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ActionNetError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise fs_error(e, path) from None
+    except Exception as e:  # corrupt, truncated, or a pickle with code in it
+        raise ActionNetError(f"{path} is not a valid {what} ({_load_reason(e, path)})") from None

@@ -69,7 +69,7 @@ def test_missing_and_corrupt_pretrained(tmp_path):
     assert_one_line_error(run("profile", "--size", "64", "--pretrained", str(tmp_path / "missing.pth")), "not found")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"garbage" * 10)
-    assert_one_line_error(run("profile", "--size", "64", "--pretrained", str(bad)), "cannot read pretrained")
+    assert_one_line_error(run("profile", "--size", "64", "--pretrained", str(bad)), "is not a valid pretrained weights file")
     assert not list(tmp_path.glob("*.tmp"))
 
 

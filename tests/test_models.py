@@ -251,7 +251,7 @@ def test_pretrained_bad_files(tmp_path):
         create_model("mobilenet_v2", pretrained=tmp_path / "nope.pth")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"\x80\x02this is not a checkpoint")
-    with pytest.raises(ActionNetError, match="cannot read pretrained"):
+    with pytest.raises(ActionNetError, match="is not a valid pretrained weights file"):
         create_model("mobilenet_v2", pretrained=corrupt)
     other = tmp_path / "resnet.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), other)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ActionNetError, unknown_name
+from ..fsutil import load_untrusted
 from .backbones import BACKBONES, Backbone, residual_branch_norms
 from .temporal import TEMPORAL_ALIASES, TEMPORAL_MODULES, TemporalWrapper
 
@@ -122,12 +123,7 @@ def load_pretrained(spec: Backbone, path: str | Path) -> dict[str, list[str]]:
     that is not a state dict, or shares no key with the backbone, is an error.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ActionNetError(f"pretrained weights not found: {path}")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt, truncated, or a pickle with code in it
-        raise ActionNetError(f"cannot read pretrained weights {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    sd = load_untrusted(path, "pretrained weights file")
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):

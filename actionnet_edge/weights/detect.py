@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import FORMAT, load_reason
+from ..checkpoint import FORMAT
 from ..errors import ActionNetError
+from ..fsutil import load_untrusted
 from ..models.layouts import is_tonylins_mbv2
 from .assemble import Parts
 from .imagenet import imagenet_kind
@@ -47,12 +48,7 @@ class Found:
 def read_source(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The state dict of a published file (``module.`` stripped) and its scalar extras (epoch...)."""
     path = Path(path)
-    if not path.is_file():
-        raise ActionNetError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt, truncated, or a pickle with code in it
-        raise ActionNetError(f"{path} is not a readable weights file ({load_reason(e)})") from None
+    obj = load_untrusted(path, "weights file")
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         raise ActionNetError(f"{path} is already an actionnet-edge checkpoint: every command takes it as it is")
     meta: dict[str, Any] = {}
