@@ -277,7 +277,12 @@ CASES += [
     ("data:train", ["data", "synth", "--out", "{out}", "--train", "0"]),
     ("cli:command", ["trian"]),
     ("cli:option", ["export", "--tagret", "onnx"]),
+    ("bench:arm-cost-missing", ["bench", "--arm-cost", "--artifact", "{afile}.pte", "--out", "{out}"]),
 ]
+#: what the one line must say, where the case's cause is easy to misname
+SAYS = {"verify:missing": "export folder not found", "verify:not-an-export": "no metadata.json",
+        "bench:arm-cost-missing": "artifact not found", "export:ckpt-text": "not a torch file",
+        "export:ckpt-garbage": "not a torch file", "export:ckpt-missing": "checkpoint not found"}
 
 
 def _fill(args: list[str], inputs: dict[str, Path], out: Path) -> list[str]:
@@ -304,6 +309,7 @@ def test_bad_input(case, args, inputs, tmp_path, monkeypatch):
     assert result.exception is None or isinstance(result.exception, SystemExit), (case, repr(result.exception))
     assert "Traceback" not in result.output, (case, result.output)
     assert len(lines) == 1 and lines[0].startswith("Error:"), (case, result.stderr)
+    assert SAYS.get(case, "") in lines[0], (case, lines[0])
     assert "weights_only=False" not in lines[0] and "weights_only" not in lines[0]
     assert _listing(tmp_path, inputs["good"].parent) == before, case  # nothing left behind, no PWNED
     assert not (tmp_path / "out").exists()
@@ -315,3 +321,15 @@ def test_the_table_covers_every_command():
     assert len(CASES) >= 100
     tried = {args[0] for _, args in CASES}
     assert set(COMMANDS) - tried <= {"cam", "demo", "quickstart"}  # cam/demo: tests/test_demo.py, test_cam.py
+
+
+def test_checkpoint_errors_name_the_problem(inputs):
+    from actionnet_edge.checkpoint import read_checkpoint
+    from actionnet_edge.errors import ActionNetError
+
+    reasons = {"empty": "empty or cut short", "trunc": "truncated or not a torch file",
+               "garbage": "not a torch file: neither a zip archive nor a pickle", "text": "neither a zip archive",
+               "pwn": "could run code", "pwn_raw": "could run code"}
+    for name, reason in reasons.items():
+        with pytest.raises(ActionNetError, match=reason):
+            read_checkpoint(inputs[name])

@@ -86,9 +86,9 @@ def _ratio(a: int | None, b: int | None) -> float | None:
 
 
 def goals(rows: list[dict]) -> list[dict]:
-    """The issue's ARM-instruction goals, per runtime, judged on the counted rows."""
+    """The issue's ARM-instruction goals for each runtime the rows count, judged on those rows."""
     out = []
-    for rt in RUNTIMES:
+    for rt in (rt for rt in RUNTIMES if any(r.get("runtime") == rt for r in rows)):
         def n(**k):
             return _find(rows, runtime=rt, **k)
 
@@ -149,6 +149,8 @@ def write_report(rows: list[dict], out: Path, command: str | None = None) -> dic
 def check_artifacts(artifacts: list[Path]) -> None:
     """Only existing .pte and .tflite files can be counted."""
     for a in artifacts:
+        if Path(a).suffix in RUNTIMES.values() and not Path(a).exists():
+            raise ActionNetError(f"artifact not found: {a}")
         if Path(a).suffix not in RUNTIMES.values() or not Path(a).is_file():
             raise ActionNetError(f"--arm-cost counts .pte and .tflite files; '{a}' is not one")
 

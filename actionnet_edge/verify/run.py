@@ -54,6 +54,10 @@ class Artifact:
 def open_folder(folder: str | Path) -> Artifact:
     """An export folder ready to verify; a one-line error when it is not one."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise ActionNetError(f"export folder not found: {folder}")
+    if not (folder / "metadata.json").is_file():
+        raise ActionNetError(f"{folder} is not an export folder (no metadata.json); make one with 'actionnet-edge export'")
     try:
         meta = json.loads((folder / "metadata.json").read_text())
         path = folder / meta["artifact"]
