@@ -11,8 +11,7 @@ from ..export import PRECISIONS
 from . import adb
 from .runtimes import get_runtime
 
-VARIANTS = BENCH_VARIANTS
-TEMPORAL_TO_VARIANT = {v: k for k, v in VARIANTS.items()}
+TEMPORAL_TO_VARIANT = {v: k for k, v in BENCH_VARIANTS.items()}
 SCHEMA = "actionnet-edge.bench/1"
 
 
@@ -56,11 +55,11 @@ class BenchOptions:
             if p not in PRECISIONS:
                 raise unknown_name("precision", p, PRECISIONS)
         for v in self.variants:
-            if v not in VARIANTS:
-                raise unknown_name("variant", v, VARIANTS)
+            if v not in BENCH_VARIANTS:
+                raise unknown_name("variant", v, BENCH_VARIANTS)
         for k in self.accuracy:
-            if k not in VARIANTS:
-                raise unknown_name("variant in --accuracy", k, VARIANTS)
+            if k not in BENCH_VARIANTS:
+                raise unknown_name("variant in --accuracy", k, BENCH_VARIANTS)
         if not self.threads or min(self.threads) < 1:
             raise ActionNetError("--threads must be positive integers")
         if self.warmup < 0 or self.runs < 1 or self.rounds < 1:

@@ -7,8 +7,9 @@ import logging
 import time
 from pathlib import Path
 
+from ..constants import BENCH_VARIANTS
 from ..errors import ActionNetError
-from .options import TEMPORAL_TO_VARIANT, VARIANTS, BenchOptions, Source, frame_source
+from .options import TEMPORAL_TO_VARIANT, BenchOptions, Source, frame_source
 from .runtimes import RUNTIMES, check_artifact, runtime_for_artifact
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def prepare_sources(checkpoint: Path | None, opts: BenchOptions, work: Path, not
     sources = []
     for variant in opts.variants:
         torch.manual_seed(0)
-        model = create_model(base["arch"], VARIANTS[variant], segments, base["num_classes"], base["width_mult"],
+        model = create_model(base["arch"], BENCH_VARIANTS[variant], segments, base["num_classes"], base["width_mult"],
                              causal=bool(base.get("causal", False)))
         if state is not None:
             own = model.state_dict()

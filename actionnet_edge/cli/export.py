@@ -36,7 +36,7 @@ from .options import choice, min_sqnr_option, min_top1_int8_option, parity_thres
               help="Clips run through the artifact for parity [default: 32; with --streaming 8, i.e. 8 x T frames "
                    "as one stream].")
 @click.option("--streaming", is_flag=True,
-              help="Export the frame-by-frame step of a causal checkpoint (fp32; int8 for executorch and tflite, "
+              help="Export the frame-by-frame step of a causal checkpoint (fp32; int8 for executorch, tflite and onnx; "
                    "fp16 for tflite): frame + state tensors in, "
                    "logits + frame_logits + new state out; names and shapes in metadata.json 'streaming'.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check (the report says nothing was checked).")

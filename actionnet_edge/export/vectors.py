@@ -70,11 +70,11 @@ def _torch_logits(model, clips: torch.Tensor) -> np.ndarray:
 def _clearest(model, clips: torch.Tensor, n: int) -> torch.Tensor:
     """The ``n`` clips whose reference top-1 is clearest (largest gap to the runner-up), in order:
     a near tie would flip on rounding noise and make top-1 agreement a coin toss."""
-    keep = np.sort(np.argsort(-_margins(_torch_logits(model, clips)))[:n])
+    keep = np.sort(np.argsort(-top1_margins(_torch_logits(model, clips)))[:n])
     return clips[torch.from_numpy(keep)]
 
 
-def _margins(logits: np.ndarray) -> np.ndarray:
+def top1_margins(logits: np.ndarray) -> np.ndarray:
     """Each row's gap between its top-1 and runner-up logit."""
     top2 = np.sort(logits.reshape(len(logits), -1), axis=-1)[:, -2:]
     return top2[:, 1] - top2[:, 0]
@@ -89,7 +89,7 @@ def _clearest_stream(stream, clips: torch.Tensor, n: int) -> tuple[np.ndarray, n
     state, picked, outs = None, [], []
     for _ in range(min(n, len(clips))):
         runs = {i: _torch_stream(stream, frames[i], state) for i in range(len(clips)) if i not in picked}
-        best = max(runs, key=lambda i: _margins(runs[i][0]).min())
+        best = max(runs, key=lambda i: top1_margins(runs[i][0]).min())
         picked.append(best)
         outs.append(runs[best][:2])
         state = runs[best][2]
