@@ -15,7 +15,7 @@ import copy
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,7 @@ class OnnxExporter(Exporter):
                                  dynamic_shapes=dynamic, optimize=True, verbose=False)
         proto = prog.model_proto
         _drop_debug_info(proto)
+        _unshare_constant_dq(proto.graph)
         for k, v in {"actionnet_edge.metadata": json.dumps(metadata, sort_keys=True),
                      "labels": json.dumps(metadata.get("labels", []))}.items():
             entry = proto.metadata_props.add()
@@ -107,6 +108,9 @@ def _session(path: Path, threads: int | None, shared_pool: bool):
     except ImportError as e:
         raise RuntimeUnavailable(f"onnxruntime not installed ({e})") from None
     opts = ort.SessionOptions()
+    # x86 without VNNI: ORT's U8S8 int8 kernels sum pairs of products in int16 and saturate; the
+    # U8U8 path it offers for this is exact (no effect elsewhere; docs/ARCHITECTURE.md gives the figures)
+    opts.add_session_config_entry("session.x64quantprecision", "1")
     if shared_pool:
         opts.use_per_session_threads = False
     elif threads:
@@ -121,6 +125,50 @@ def _drop_debug_info(proto) -> None:
     for graph in (proto.graph, *proto.functions):
         for node in graph.node:
             del node.metadata_props[:]
+
+
+def _unshare_constant_dq(graph) -> None:
+    """Give every DequantizeLinear of a constant (a weight) one consumer and its own weight and zero
+    point. The exporter shares equal constants (ACTION's 1/C channel-mean weights, the zero points),
+    and ORT's exact U8U8 path (``session.x64quantprecision``) names each int8 constant it converts
+    after the original: a shared one is converted twice and the session fails to load."""
+    import onnx
+
+    inits = {i.name: i for i in graph.initializer}
+    users = defaultdict(list)
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            users[name].append((node, k))
+    taken: Counter = Counter()
+
+    def own(name: str) -> str:  # the first user keeps a constant, later ones get a copy
+        taken[name] += 1
+        if taken[name] == 1:
+            return name
+        copy_ = onnx.TensorProto()
+        copy_.CopyFrom(inits[name])
+        copy_.name = f"{name}__{taken[name]}"
+        graph.initializer.append(copy_)
+        return copy_.name
+
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        for i, (user, k) in enumerate(users[node.output[0]][1:], start=1):
+            clone = onnx.NodeProto()
+            clone.CopyFrom(node)
+            clone.name, clone.output[0] = f"{node.name}__{i}", f"{node.output[0]}__{i}"
+            user.input[k] = clone.output[0]
+            nodes.append(clone)
+    for node in nodes:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            node.input[0] = own(node.input[0])
+            if len(node.input) > 2 and node.input[2] in inits:
+                node.input[2] = own(node.input[2])
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 class _Half(nn.Module):
