@@ -12,6 +12,8 @@ import torch
 log = logging.getLogger(__name__)
 
 T, SIZE, K = 4, 64, 5
+#: the backbone of the tests' tiny models: MobileNetV2's first three stages, a third of the graph to convert
+ARCH = "test_mobilenet_v2"
 # what an export folder holds beside its artifact (the CLI adds its actionnet-edge.log)
 EXPORT_FILES = ["metadata.json", "report.json", "vectors.bin", "vectors.json"]
 
@@ -23,12 +25,12 @@ def embedded_part(meta: dict) -> dict:
 
 
 def export_test_model(causal: bool = False, temporal_noise: float = 0.0, seed: int = 0) -> torch.nn.Module:
-    """MobileNetV2-ACTION x0.25, T=4, K=5, eval mode: BN variances and a classifier that give
+    """test MobileNetV2-ACTION x0.25 (:data:`ARCH`), T=4, K=5, eval mode: BN variances and a classifier that give
     logits of order 1; ``temporal_noise`` moves the temporal weights off their init."""
     from actionnet_edge.models import create_model
 
     torch.manual_seed(seed)
-    m = create_model("mobilenet_v2", "action", T, K, 0.25, dropout=0.0, causal=causal)
+    m = create_model(ARCH, "action", T, K, 0.25, dropout=0.0, causal=causal)
     with torch.no_grad():
         for name, b in m.named_buffers():
             if name.endswith("running_var"):
@@ -95,7 +97,7 @@ def tiny_model(seed: int = 0) -> torch.nn.Module:
     from actionnet_edge.models import create_model
 
     torch.manual_seed(seed)
-    m = create_model("mobilenet_v2", "action", num_segments=T, num_classes=K, width_mult=0.25, dropout=0.0)
+    m = create_model(ARCH, "action", num_segments=T, num_classes=K, width_mult=0.25, dropout=0.0)
     m.eval()
     # random BN statistics so the logits differ clearly between clips
     for mod in m.modules():

@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 
+from _helpers import ARCH
 from actionnet_edge.bench.armcost import GuestEnv, count_artifact, count_regions, guest_environment, parse_regions
 from actionnet_edge.arm64 import locate_plugin_qemu
 from actionnet_edge.arm64.cache import debian_mirror
@@ -117,7 +118,7 @@ def _tiny_tflite(path, size: int, width: float):
     from actionnet_edge.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("mobilenet_v2", "action", 2, 3, width, dropout=0.0).eval()
+    model = create_model(ARCH, "action", 2, 3, width, dropout=0.0).eval()
     meta = {"labels": ["a", "b", "c"], "segments": 2, "size": size, "layout": "NCHW"}
     EXPORTER.convert(to_edge(model), torch.zeros(1, 2, 3, size, size), "fp32", path, metadata=meta)
     return path

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from _helpers import ARCH
 from actionnet_edge.bench import adb
 from actionnet_edge.bench.machine import _vector_unit, describe, measure_peaks, read_clock_ghz
 from actionnet_edge.bench.report import goals, markdown
@@ -18,6 +19,8 @@ from actionnet_edge.bench.options import BenchOptions
 from actionnet_edge.bench.run import run_bench
 from actionnet_edge.bench.runtimes import RUNTIMES, Runtime, measure, summarize
 from actionnet_edge.cli.main import main
+from actionnet_edge.models import create_model
+from actionnet_edge.models.backbones import TEST_MOBILENET_V2_STAGES
 
 TINY = dict(width_mult=0.25, num_classes=5, segments=4, size=64, warmup=1, runs=3, verify=False)  # conftest's tiny_checkpoint
 ROW_KEYS = {"variant", "runtime", "precision", "threads", "latency_ms_median", "latency_ms_p90", "peak_rss_mb",
@@ -108,6 +111,18 @@ def test_measure_peaks_records_gemm_rates_and_states_them():
     assert "measured square GEMMs" in m.assumption and "fp32 1 thr" in m.assumption
 
 
+@pytest.mark.parametrize("budget,size", [(1e9, 512), (0.0, 256)])
+def test_a_gemm_over_the_budget_is_timed_at_the_probe_size(budget, size, monkeypatch):
+    """A slow kernel (torch._int_mm without VNNI: about 16 s a 2048^3 call) is timed small."""
+    import actionnet_edge.bench.machine as machine
+
+    timed = []
+    monkeypatch.setattr(machine, "GEMM_BUDGET_S", budget)
+    monkeypatch.setattr(machine, "_best_rate", lambda fn, macs, repeats=5: timed.append(macs) or 1e9)
+    measure_peaks(describe(), [1], n=512)
+    assert timed == [size ** 3, size ** 3]  # fp32 and int8
+
+
 @pytest.mark.slow  # exports and bench runs
 @pytest.mark.parametrize("runtime", CPU_RUNTIMES)
 def test_each_runtime_runner_measures_the_tiny_model(report, runtime):
@@ -160,8 +175,10 @@ def test_etdump_profile_counts_each_kernel_kind(report):
     assert prof["partitions"] >= 1 and prof["outside_delegate_ms"] == pytest.approx(0.0, abs=1e-3)
     assert prof["op_calls"] == sum(prof["calls"].values()) == sum(t["calls"] for t in prof["top"])
     kinds = {t["op"]: t for t in prof["top"]}
-    # MobileNetV2: 17 depthwise convs; ACTION adds one (3, 1) temporal conv and ME's 3x3 one per module
-    assert sum(t["calls"] for k, t in kinds.items() if "DWConv" in k) == 17 + 2 * 10
+    # a depthwise conv per inverted residual block; ACTION adds one (3, 1) temporal conv and ME's 3x3 one per module
+    blocks = sum(n for _, _, n, _ in TEST_MOBILENET_V2_STAGES)
+    places = create_model(ARCH, "action", TINY["segments"], 5, 0.25).num_places
+    assert sum(t["calls"] for k, t in kinds.items() if "DWConv" in k) == blocks + 2 * places == 6 + 2 * 3
     assert all(t["ms"] >= 0 for t in prof["top"]) and sum(t["share"] for t in prof["top"]) == pytest.approx(1.0)
     assert f"{prof['op_calls']} op calls per clip" in prof["summary"]
     md = markdown({**report["report"], "profiles": {"action executorch fp32 (1 thr)": prof}})
@@ -171,14 +188,13 @@ def test_etdump_profile_counts_each_kernel_kind(report):
 
 def test_variants_side_by_side_share_the_backbone(report):
     from actionnet_edge.bench.macs import profile_model
-    from actionnet_edge.models import create_model
 
     side = report["side"]
     macs = {}
     for v, temporal in (("tsn", "none"), ("tsm", "shift"), ("action", "action")):
         row = _row(side, variant=v, runtime="pytorch")
         assert row["status"] == "ok"
-        expected = profile_model(create_model("mobilenet_v2", temporal, 4, 5, 0.25), 64)
+        expected = profile_model(create_model(ARCH, temporal, 4, 5, 0.25), 64)
         assert (row["macs"], row["params"]) == (expected.macs, expected.params)
         macs[v] = row["macs"]
     assert macs["tsn"] == macs["tsm"] < macs["action"]

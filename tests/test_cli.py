@@ -59,7 +59,7 @@ def test_profile_compare_table_and_json():
     (("profile", "--segments", "1"), ("at least 2",)),
     (("profil",), ("unknown command", "Did you mean 'profile'")),
     (("profile", "--size", "big"), ("--size",)),
-    (("profile", "--arch", "resnet50", "--width-mult", "0.5"), ("only mobilenet_v2",)),
+    (("profile", "--arch", "resnet50", "--width-mult", "0.5"), ("only the MobileNetV2 backbones",)),
 ])
 def test_bad_input_is_one_line(args, needles):
     assert_one_line_error(run(*args), *needles)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from _helpers import embedded_part
+from _helpers import ARCH, embedded_part
 from actionnet_edge.export import RuntimeUnavailable
 from actionnet_edge.models import create_model
 
@@ -21,13 +21,13 @@ from actionnet_edge.models.edge import to_edge  # noqa: E402
 pytestmark = pytest.mark.slow  # whole-model conversions
 
 T, S, K = 4, 64, 5
-META = {"labels": [f"g{i}" for i in range(K)], "segments": T, "size": S, "model": {"arch": "mobilenet_v2"}}
+META = {"labels": [f"g{i}" for i in range(K)], "segments": T, "size": S, "model": {"arch": ARCH}}
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return create_model("mobilenet_v2", "action", T, K, 0.25, dropout=0.0).eval()
+    return create_model(ARCH, "action", T, K, 0.25, dropout=0.0).eval()
 
 
 @pytest.fixture(scope="module")

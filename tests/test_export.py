@@ -139,19 +139,12 @@ def test_onnx_embeds_metadata(ckpt, out_root):
 
 
 @pytest.mark.slow  # whole-model conversion
-def test_executorch_int8_bundled_model(tmp_path):
-    """PTQ of the bundled (trained) model: int8 .pte parity in ExecuTorch's runtime.
-
-    A random tiny model has too little dynamic range for meaningful int8 figures, so this
-    uses real weights: the issue's 20 dB SQNR goal vs float holds; top-1 agreement is gated
-    at 90% because post-training calibration (not QAT) misses the 98% goal by a clip or two.
-    """
-    if not target_available("executorch"):
-        pytest.skip("executorch not installed")
-    from actionnet_edge.export import export_model
-
-    res = export_model(None, "executorch", tmp_path / "pte", precision="int8", parity_clips=32,
-                       calib_clips=32, thresholds=Thresholds(min_sqnr_db=20.0, min_top1_int8=0.9))
+def test_executorch_int8_bundled_model(bundled_export):
+    """PTQ of the bundled (trained) model, as `export --target executorch --precision int8` does:
+    int8 .pte parity in ExecuTorch's runtime. A random tiny model has too little dynamic range for
+    meaningful int8 figures, so this uses real weights, gated at the defaults (20 dB SQNR and 98%
+    top-1 agreement vs float on 32 clips)."""
+    res = bundled_export("executorch", "int8")
     p = res.report["parity"]
     assert p["verified"] and p["passed"]
     assert p["vs_float"]["sqnr_db"] >= 20.0
@@ -164,17 +157,12 @@ def test_executorch_int8_bundled_model(tmp_path):
 
 
 @pytest.mark.slow  # whole-model conversion
-def test_onnx_int8_bundled_model(tmp_path):
+def test_onnx_int8_bundled_model(bundled_export):
     """PTQ of the bundled model to ONNX: the XNNPACK quantizer's int8 graph as QDQ, run in ONNX
     Runtime clip by clip (static batch of 1), against float and the converted PyTorch int8 model."""
-    if not target_available("onnx"):
-        pytest.skip("onnx not installed")
     import onnx
 
-    from actionnet_edge.export import export_model
-
-    res = export_model(None, "onnx", tmp_path / "onnx", precision="int8", parity_clips=32, calib_clips=32,
-                       thresholds=Thresholds(min_sqnr_db=20.0, min_top1_int8=0.9))
+    res = bundled_export("onnx", "int8")
     p = res.report["parity"]
     assert p["verified"] and p["passed"] and p["vs_float"]["sqnr_db"] >= 20.0
     assert p["vs_quantized_pytorch"]["sqnr_db"] >= 25.0  # ONNX Runtime's int8 kernels vs PyTorch's int8 reference

@@ -13,8 +13,8 @@ from actionnet_edge.models import list_temporal, register_backbone
 from actionnet_edge.models.backbones import bninception
 from actionnet_edge.models.temporal import STE, Action, LearnableShift, TemporalShift
 
-SMALL = {"mobilenet_v2": dict(width_mult=0.5), "resnet50": {}, "bninception": {}}
-PLACES = {"mobilenet_v2": 10, "resnet50": 16, "bninception": 10}
+SMALL = {"mobilenet_v2": dict(width_mult=0.5), "resnet50": {}, "bninception": {}, "test_mobilenet_v2": dict(width_mult=0.5)}
+PLACES = {"mobilenet_v2": 10, "resnet50": 16, "bninception": 10, "test_mobilenet_v2": 3}
 
 
 @pytest.mark.parametrize("temporal", list_temporal())
@@ -196,7 +196,7 @@ def test_me_path_zero_motion_for_last_frame():
 def test_width_mult_only_for_mobilenet():
     m = create_model("mobilenet_v2", "action", 4, 5, width_mult=0.35)
     assert m.config["width_mult"] == 0.35
-    with pytest.raises(ActionNetError, match="only mobilenet_v2"):
+    with pytest.raises(ActionNetError, match="only the MobileNetV2 backbones"):
         create_model("resnet50", "action", 4, 5, width_mult=0.5)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _helpers import ARCH
 from actionnet_edge.checkpoint import default_preprocess, read_checkpoint, save_checkpoint
 from actionnet_edge.data.synth import LABELS
 from actionnet_edge.errors import ActionNetError
@@ -28,7 +29,7 @@ def _recipe(backend: str = "xnnpack"):
     from actionnet_edge.train.config import parse_recipe
 
     return parse_recipe({
-        "model": {"arch": "mobilenet_v2", "temporal": "action", "width_mult": 0.25, "dropout": 0.0},
+        "model": {"arch": ARCH, "temporal": "action", "width_mult": 0.25, "dropout": 0.0},
         "data": {"dataset": "synthetic", "segments": T, "size": S, "num_train": 16, "num_val": 8, "workers": 0},
         "train": {"epochs": 1, "batch_size": 4, "lr": 0.01, "lr_steps": [], "log_every": 1},
         "qat": {"backend": backend, "epochs": 2, "lr": 0.001, "calib_batches": 2, "freeze_observer_epoch": 1,
@@ -39,7 +40,7 @@ def _recipe(backend: str = "xnnpack"):
 @pytest.fixture(scope="module")
 def float_ckpt(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    m = create_model("mobilenet_v2", "action", T, len(LABELS), 0.25, dropout=0.0).eval()
+    m = create_model(ARCH, "action", T, len(LABELS), 0.25, dropout=0.0).eval()
     path = tmp_path_factory.mktemp("float") / "tiny.pt"
     save_checkpoint(path, m, list(LABELS), default_preprocess(m, S))
     return path

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from _helpers import embedded_part
+from _helpers import ARCH, embedded_part
 from actionnet_edge.errors import ActionNetError
 from actionnet_edge.models import create_model
 
@@ -27,7 +27,7 @@ META = {"labels": [f"g{i}" for i in range(K)], "segments": T, "size": S, "layout
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = create_model("mobilenet_v2", "action", T, K, 0.25, dropout=0.0).eval()
+    m = create_model(ARCH, "action", T, K, 0.25, dropout=0.0).eval()
     with torch.no_grad():
         torch.nn.init.normal_(m.fc.weight, 0, 1.0)
     return m

@@ -207,14 +207,22 @@ def test_export_onnx_prints_a_handful_of_lines(tiny_checkpoint, tmp_path):
     assert "onnxscript" in log  # the converter's own lines went to the log
 
 
-@pytest.mark.slow
-def test_quickstart_prints_at_most_40_lines(tiny_checkpoint, tmp_path):
-    proc = run("quickstart", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "q"),
+@pytest.fixture(scope="module")
+def quickstart(tiny_checkpoint, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """`actionnet-edge quickstart` on the tiny checkpoint, run once: its process and output folder."""
+    out = tmp_path_factory.mktemp("quickstart") / "q"
+    proc = run("quickstart", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
                "--parity-clips", "2", "--min-sqnr", "0", "--min-top1-int8", "0.5")  # int8 of a random tiny model
+    return proc, out
+
+
+@pytest.mark.slow
+def test_quickstart_prints_at_most_40_lines(quickstart):
+    proc, out = quickstart
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(lines) <= 40, "\n".join(lines)
-    log = (tmp_path / "q" / "actionnet-edge.log").read_text()
+    log = (out / "actionnet-edge.log").read_text()
     assert len(log.splitlines()) > len(lines)  # the converters' output is there, not on the console
 
 
@@ -247,16 +255,14 @@ def _artifact_io(target: str, path: Path) -> tuple[list, list]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["tflite", "onnx", "coreml", "executorch"])
-def test_metadata_names_the_artifacts_inputs_and_outputs(target, tiny_checkpoint, tmp_path):
+def test_metadata_names_the_artifacts_inputs_and_outputs(target, quickstart):
     from _helpers import target_available
-
-    from actionnet_edge.export import export_model
 
     if not target_available(target):
         pytest.skip(f"{target} not installed")
-    res = export_model(tiny_checkpoint, target, tmp_path / target, parity_clips=2)
-    meta = json.loads((res.output / "metadata.json").read_text())
-    inputs, outputs = _artifact_io(target, res.artifact)
+    folder = quickstart[1] / f"{target}-fp32"  # the quickstart's fp32 export of the tiny checkpoint
+    meta = json.loads((folder / "metadata.json").read_text())
+    inputs, outputs = _artifact_io(target, folder / meta["artifact"])
     if target == "executorch":  # positional: one input and one output of the promised shapes
         assert inputs == [meta["input"]["shape"]] and outputs == [meta["output"]["shape"]]
     else:

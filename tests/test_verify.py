@@ -1,9 +1,10 @@
 """Test vectors beside every export and `actionnet-edge verify` on the host, under ARM64 emulation
 (QEMU user mode: the aarch64 runtimes, cortex-a53 and cortex-a76) and over adb (dry run).
 
-The bundled model is exported once per target and precision (ExecuTorch, TFLite: fp32 and int8;
-ONNX: fp32); the streaming step comes from a tiny causal model. The emulated runtimes come from
-the cache that .ci/run sets up (nothing downloads here): without it these tests skip, in CI fail.
+The bundled model is exported once per target and precision in the test run (conftest.py's
+bundled_export: ExecuTorch, TFLite: fp32 and int8; ONNX: fp32); the streaming step comes from a
+tiny causal model. The emulated runtimes come from the cache that .ci/run sets up (nothing
+downloads here): without it these tests skip, in CI fail.
 """
 from __future__ import annotations
 
@@ -42,17 +43,9 @@ def root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("verify")
 
 
-def _bundled(root: Path, target: str, precision: str) -> Path:
-    """The bundled model exported once per (target, precision) in this module."""
-    if not target_available(target):
-        pytest.skip(f"{target} toolchain not installed")
-    key = (target, precision)
-    if key not in _done:
-        from actionnet_edge.export import export_model
-
-        _done[key] = export_model(None, target, root / f"{target}-{precision}", precision=precision,
-                                  parity_clips=8).output
-    return _done[key]
+def _bundled(bundled_export, target: str, precision: str) -> Path:
+    """The bundled model's export folder for (target, precision), made once per test run."""
+    return bundled_export(target, precision).output
 
 
 def _stream(root: Path, target: str) -> Path:
@@ -102,8 +95,8 @@ def _tampered(folder: Path, dest: Path) -> Path:
 
 
 @pytest.mark.parametrize("target,precision", ARTIFACTS)
-def test_vectors_written_and_read_back(target, precision, root):
-    folder = _bundled(root, target, precision)
+def test_vectors_written_and_read_back(target, precision, bundled_export):
+    folder = _bundled(bundled_export, target, precision)
     meta = json.loads((folder / "metadata.json").read_text())
     assert meta["vectors"]["format"] == FORMAT and meta["vectors"]["kind"] == "clips"
     vec = read_vectors(folder)
@@ -153,14 +146,14 @@ def test_vectors_without_a_host_runtime_and_malformed_ones(tmp_path):
 # ------------------------------------------------------------------------------------- host
 
 
-def test_verify_host_passes_then_fails_on_a_tampered_artifact(root, tmp_path):
-    folders = [str(_bundled(root, t, p)) for t, p in ARTIFACTS]
+def test_verify_host_passes_then_fails_on_a_tampered_artifact(bundled_export, tmp_path):
+    folders = [str(_bundled(bundled_export, t, p)) for t, p in ARTIFACTS]
     r = _cli("verify", *folders, "--json")
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert len(rows) == len(ARTIFACTS) and all(row["passed"] for row in rows)
     assert all(row["vs_host_runtime"]["max_abs_err"] == 0 for row in rows)  # the same runtime, the same machine
-    bad = _tampered(_bundled(root, "onnx", "fp32"), tmp_path / "bad")
+    bad = _tampered(_bundled(bundled_export, "onnx", "fp32"), tmp_path / "bad")
     r = _cli("verify", str(bad))
     assert r.returncode == 1 and "FAILED" in r.stderr
     assert re.search(r"host runtime +[0-9.e+-]+ .* no: max abs err", r.stdout), r.stdout
@@ -169,8 +162,8 @@ def test_verify_host_passes_then_fails_on_a_tampered_artifact(root, tmp_path):
 # ------------------------------------------------------------------------------------- emulated
 
 
-def test_verify_arm64_bundled_artifacts(root, emulator):
-    folders = [str(_bundled(root, t, p)) for t, p in ARTIFACTS]
+def test_verify_arm64_bundled_artifacts(bundled_export, emulator):
+    folders = [str(_bundled(bundled_export, t, p)) for t, p in ARTIFACTS]
     r = _cli("verify", *folders, "--on", "arm64", "--cpu", CPUS, "--json")
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
@@ -181,8 +174,8 @@ def test_verify_arm64_bundled_artifacts(root, emulator):
               f", vs pytorch {row['vs_pytorch']['max_abs_err']:.3g}")
 
 
-def test_verify_arm64_fails_on_a_tampered_artifact(root, emulator, tmp_path):
-    bad = [str(_tampered(_bundled(root, t, "fp32"), tmp_path / t)) for t in ("executorch", "onnx")]
+def test_verify_arm64_fails_on_a_tampered_artifact(bundled_export, emulator, tmp_path):
+    bad = [str(_tampered(_bundled(bundled_export, t, "fp32"), tmp_path / t)) for t in ("executorch", "onnx")]
     r = _cli("verify", *bad, "--on", "arm64", "--cpu", "cortex-a53", "--json")
     assert r.returncode == 1, r.stderr
     rows = json.loads(r.stdout)
@@ -201,8 +194,8 @@ def test_verify_arm64_streaming_step(root, emulator):
 # ------------------------------------------------------------------------------------- adb
 
 
-def test_verify_adb_dry_run_prints_the_commands(root):
-    folder = _bundled(root, "executorch", "int8")
+def test_verify_adb_dry_run_prints_the_commands(bundled_export):
+    folder = _bundled(bundled_export, "executorch", "int8")
     r = _cli("verify", str(folder), "--on", "adb:SERIAL1", "--dry-run")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
@@ -211,5 +204,5 @@ def test_verify_adb_dry_run_prints_the_commands(root):
     assert "actionnet_edge_runner" in lines[-2] and lines[-1].startswith("adb -s SERIAL1 pull ")
     r = _cli("verify", str(folder), "--on", "adb:SERIAL1")
     assert r.returncode == 2 and "--runner" in r.stderr
-    r = _cli("verify", str(_bundled(root, "onnx", "fp32")), "--on", "adb:SERIAL1", "--dry-run")
+    r = _cli("verify", str(_bundled(bundled_export, "onnx", "fp32")), "--on", "adb:SERIAL1", "--dry-run")
     assert r.returncode == 2 and "only ExecuTorch" in r.stderr

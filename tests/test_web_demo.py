@@ -286,19 +286,18 @@ def test_page_logits_match_python_runtime_on_same_frames(page_run, artifact):
 
 
 @needs_browser
-def test_page_names_the_right_synthetic_gesture(tmp_path):
+def test_page_names_the_right_synthetic_gesture(tmp_path, bundled_export):
     """The bundled model (trained on the synthetic gestures), exported to int8 ONNX as the README's
     tour does, in the page: on the windows that hold one in-order pass of a looping synthetic
     clip, the gesture it shows most often is the clip's class."""
     from actionnet_edge.checkpoint import bundled_checkpoint, load_checkpoint
     from actionnet_edge.data.synth import SyntheticGestures
-    from actionnet_edge.export import export_model
 
     if not bundled_checkpoint().is_file():
         pytest.skip("the bundled model is not trained yet")
     ck = load_checkpoint(None)
     t, size = int(ck.model.config["num_segments"]), int(ck.preprocess["size"])
-    art = export_model(None, "onnx", tmp_path / "bundled", precision="int8", parity_clips=8).output
+    art = bundled_export("onnx", "int8").output
     side = int(ck.preprocess.get("resize") or round(size * 256 / 224)) // 2 * 2 + 2  # even, for the .y4m
     ds = SyntheticGestures("val", t, size, ck.preprocess["mean"], ck.preprocess["std"], n=8, frame_size=side)
     frames, label = ds.raw(GESTURE)

@@ -127,6 +127,13 @@ def set_floor(row: dict, machine: Machine, macs: int) -> None:
     row["x_floor"] = row["latency_ms_median"] / row["floor_ms"] if row["floor_ms"] else None
 
 
+#: a GEMM whose full size would take longer than this (seconds a call) is timed at the probe size
+#: only: torch._int_mm without VNNI runs a reference kernel at about 0.5 GMAC/s, 16 s a 2048^3 call,
+#: which a faster theoretical rate outruns anyway
+GEMM_BUDGET_S = 0.5
+GEMM_PROBE = 256
+
+
 def _best_rate(fn, macs: int, repeats: int = 5) -> float:
     fn()  # warm-up (packing buffers, thread pool)
     best = float("inf")
@@ -137,22 +144,40 @@ def _best_rate(fn, macs: int, repeats: int = 5) -> float:
     return macs / best
 
 
+def _gemm_rate(make, n: int) -> float:
+    """Best-of-5 MAC/s of the n x n x n GEMM ``make(n)`` returns, or of the probe-size one when a
+    probe call says the full size would exceed :data:`GEMM_BUDGET_S`."""
+    probe = make(GEMM_PROBE)
+    probe()  # warm-up
+    t0 = time.perf_counter()
+    probe()
+    if (time.perf_counter() - t0) * (n / GEMM_PROBE) ** 3 > GEMM_BUDGET_S:
+        n = GEMM_PROBE
+    return _best_rate(make(n), n ** 3)
+
+
 def measure_peaks(machine: Machine, threads: list[int], n: int = 2048) -> None:
     """Time an n x n x n fp32 and int8 GEMM on each thread count into ``machine``: a check of the
     theoretical rate (should a GEMM beat it, the floor uses the measured rate)."""
     import torch
 
+    def fp32(k: int):
+        gen = torch.Generator().manual_seed(0)
+        a, b = torch.randn(k, k, generator=gen), torch.randn(k, k, generator=gen)
+        return lambda: a @ b
+
+    def int8(k: int):
+        gen = torch.Generator().manual_seed(0)
+        a, b = (torch.randint(-127, 128, (k, k), dtype=torch.int8, generator=gen) for _ in range(2))
+        return lambda: torch._int_mm(a, b)
+
     before = torch.get_num_threads()
-    gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
-    qa = torch.randint(-127, 128, (n, n), dtype=torch.int8, generator=gen)
-    qb = torch.randint(-127, 128, (n, n), dtype=torch.int8, generator=gen)
     try:
         for t in threads:
             torch.set_num_threads(t)
-            machine.measured_macs_per_s.setdefault("fp32", {})[t] = _best_rate(lambda: a @ b, n ** 3)
+            machine.measured_macs_per_s.setdefault("fp32", {})[t] = _gemm_rate(fp32, n)
             try:
-                machine.measured_macs_per_s.setdefault("int8", {})[t] = _best_rate(lambda: torch._int_mm(qa, qb), n ** 3)
+                machine.measured_macs_per_s.setdefault("int8", {})[t] = _gemm_rate(int8, n)
             except (RuntimeError, AttributeError):  # no int8 GEMM in this torch build: theory only
                 machine.measured_macs_per_s.get("int8", {}).pop(t, None)
     finally:
@@ -169,7 +194,8 @@ def _assumption(m: Machine) -> str:
     rates = "; ".join(f"{p} {', '.join(f'{t} thr {r / 1e9:.0f}' for t, r in sorted(d.items()))} GMAC/s"
                       for p, d in m.measured_macs_per_s.items() if d)
     if rates:
-        text += (f"; measured square GEMMs (torch matmul fp32, torch._int_mm int8, best of 5): {rates}; "
+        text += (f"; measured square GEMMs (torch matmul fp32, torch._int_mm int8, best of 5; a kernel that would "
+                 f"take over {GEMM_BUDGET_S} s a full-size call timed at {GEMM_PROBE}^3): {rates}; "
                  "the floor uses the faster of theory and measurement")
     return text
 

@@ -60,10 +60,15 @@ class Backbone:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
-def mobilenet_v2(width_mult: float = 1.0) -> Backbone:
+#: the first three stages of MobileNetV2 (torchvision's ``inverted_residual_setting`` rows t, c, n, s)
+TEST_MOBILENET_V2_STAGES = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2]]
+
+
+def mobilenet_v2(width_mult: float = 1.0, stages: list[list[int]] | None = None) -> Backbone:
     """torchvision's MobileNetV2; temporal modules before the first 1x1 conv of every
-    inverted residual block with a residual connection and an expansion (10 places, as TSM)."""
-    net = torchvision.models.mobilenet_v2(weights=None, width_mult=width_mult)
+    inverted residual block with a residual connection and an expansion (10 places, as TSM).
+    ``stages`` replaces torchvision's table of inverted residual stages."""
+    net = torchvision.models.mobilenet_v2(weights=None, width_mult=width_mult, inverted_residual_setting=stages)
     feature_dim = net.classifier[-1].in_features
     net.classifier = nn.Identity()
 
@@ -246,7 +251,14 @@ def bninception(width_mult: float = 1.0) -> Backbone:
 
 def _no_width(arch: str, width_mult: float) -> None:
     if width_mult != 1.0:
-        raise ActionNetError(f"width_mult={width_mult} is not supported by {arch}; only mobilenet_v2 takes a width multiplier")
+        raise ActionNetError(f"width_mult={width_mult} is not supported by {arch}; only the MobileNetV2 backbones take a width multiplier")
+
+
+def test_mobilenet_v2(width_mult: float = 1.0) -> Backbone:
+    """MobileNetV2 cut after its third stage (7 blocks, 3 temporal places, stride 8): the same
+    blocks and temporal modules in a graph a third the size, so tests convert and train it in a
+    fraction of the time (as timm's ``test_*`` models). Not a model to ship."""
+    return mobilenet_v2(width_mult, TEST_MOBILENET_V2_STAGES)
 
 
 #: name -> builder(width_mult) -> Backbone, in a fixed order.
@@ -260,5 +272,6 @@ def register_backbone(name: str, builder: Callable[[float], Backbone]) -> None:
     BACKBONES[name] = builder
 
 
-for _name, _builder in (("mobilenet_v2", mobilenet_v2), ("resnet50", resnet50), ("bninception", bninception)):
+for _name, _builder in (("mobilenet_v2", mobilenet_v2), ("resnet50", resnet50), ("bninception", bninception),
+                        ("test_mobilenet_v2", test_mobilenet_v2)):
     register_backbone(_name, _builder)
