@@ -255,7 +255,7 @@ def _no_width(arch: str, width_mult: float) -> None:
 
 
 def test_mobilenet_v2(width_mult: float = 1.0) -> Backbone:
-    """MobileNetV2 cut after its third stage (7 blocks, 3 temporal places, stride 8): the same
+    """MobileNetV2 cut after its third stage (6 blocks, 3 temporal places, stride 8): the same
     blocks and temporal modules in a graph a third the size, so tests convert and train it in a
     fraction of the time (as timm's ``test_*`` models). Not a model to ship."""
     return mobilenet_v2(width_mult, TEST_MOBILENET_V2_STAGES)
